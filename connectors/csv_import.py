@@ -1,0 +1,156 @@
+"""The legacy nightly export: a CSV file of agency records, imported as events.
+
+Format (DESIGN.md): UTF-8, header row, ``event_type``, the envelope fields and the
+payload fields, with the raw ``citizen_id`` in place of ``citizen_ref``. A row
+without ``event_id`` gets one derived from its content (after pseudonymising), so
+importing a file twice publishes the same ids and the hub counts them once.
+"""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from tqdm import tqdm
+
+from connectors.pseudonym import Pseudonymiser
+from connectors.sdk import Publisher, prepare
+from schemas.errors import ContractError
+from schemas.topics import SOURCE_OF_EVENT
+from schemas.validation import Event, payload_fields
+
+#: Namespace of derived event ids (uuid5); fixed forever, or re-imports would double count.
+IMPORT_NAMESPACE = uuid.UUID("5b0f6c1e-8a7d-4c1b-9a52-6c1f3e2d9b10")
+TIME_FIELDS = ("occurred_at", "due_at")
+
+
+@dataclass
+class BadRow:
+    line: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+
+def parse_time(value: str, name: str) -> int:
+    """ISO 8601 with ``Z`` or an offset → UTC epoch milliseconds; naive times are refused."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ContractError(name, f"{value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ContractError(name, f"{value!r} has no UTC offset (add Z or +07:00)")
+    return int(moment.timestamp() * 1000)
+
+
+def _convert(event_type: str, row: dict[str, str]) -> dict[str, Any]:
+    record: dict[str, Any] = {"event_type": event_type}
+    for name in ("event_id", "source", "ward_code", "citizen_id", "citizen_ref", "correlation_id"):
+        value = (row.get(name) or "").strip()
+        if value:
+            record[name] = value
+    if not (row.get("occurred_at") or "").strip():
+        raise ContractError("occurred_at", "is required", event_type)
+    record["occurred_at"] = parse_time(row["occurred_at"], "occurred_at")
+    for f in payload_fields(event_type):
+        name, ftype = f["name"], f["type"]
+        raw = (row.get(name) or "").strip()
+        if raw == "":
+            continue
+        if isinstance(ftype, dict) and ftype.get("logicalType") == "timestamp-millis":
+            record[name] = parse_time(raw, name)
+        elif ftype == "long":
+            try:
+                record[name] = int(raw)
+            except ValueError:
+                raise ContractError(name, f"{raw!r} is not an integer", event_type) from None
+        elif ftype == "boolean":
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ContractError(name, f"{raw!r} is not true/false", event_type)
+            record[name] = raw.lower() in ("true", "1", "yes")
+        else:
+            record[name] = raw
+    return record
+
+
+def derive_event_id(event: Event) -> str:
+    """A stable id from the row's content (pseudonymised: never the raw number)."""
+    content = "|".join(f"{k}={event[k]}" for k in sorted(event) if k != "event_id")
+    return str(uuid.uuid5(IMPORT_NAMESPACE, content))
+
+
+def read_events(
+    path: Path, agency: str, pseudonymiser: Pseudonymiser, report: ImportReport
+) -> Iterator[Event]:
+    """Valid events of the file; every bad row is added to ``report`` with its line."""
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "event_type" not in reader.fieldnames:
+            report.bad.append(BadRow(1, "event_type", "the header row has no event_type column"))
+            return
+        for row in reader:
+            line = reader.line_num
+            try:
+                event_type = (row.get("event_type") or "").strip()
+                if event_type not in SOURCE_OF_EVENT:
+                    raise ContractError("event_type", f"unknown event type {event_type!r}")
+                owner = SOURCE_OF_EVENT[event_type]
+                if owner is not None and owner != agency:
+                    raise ContractError("event_type", f"{event_type} is published by {owner}, not {agency}")
+                if (row.get("source") or agency).strip() != agency:
+                    raise ContractError("source", f"row says {row['source']!r} but the import is for {agency}")
+                record = _convert(event_type, row)
+                record["source"] = agency
+                if "citizen_id" in record:
+                    record["citizen_ref"] = pseudonymiser.ref(record.pop("citizen_id"))
+                if "event_id" not in record:
+                    record["event_id"] = derive_event_id(record)
+                yield prepare(record, None)
+            except ContractError as exc:
+                report.bad.append(BadRow(line, exc.field, exc.reason))
+
+
+def count_rows(path: Path) -> int:
+    with path.open("rb") as fh:
+        return max(0, sum(1 for _ in fh) - 1)
+
+
+def import_csv(
+    path: Path,
+    agency: str,
+    publisher: Publisher,
+    pseudonymiser: Pseudonymiser,
+    *,
+    progress: bool = True,
+) -> ImportReport:
+    """Publish every good row of ``path``; return what went in and what was refused."""
+    report = ImportReport()
+    total = count_rows(path)
+    with tqdm(total=total, unit="row", desc=f"import {path.name}", disable=not progress) as bar:
+        for event in read_events(path, agency, pseudonymiser, report):
+            publisher.publish(event, check=False)
+            report.imported += 1
+            bar.update(1)
+        bar.n = total
+        bar.refresh()
+    publisher.flush()
+    return report

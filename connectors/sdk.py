@@ -1,0 +1,188 @@
+"""The one way agency-side code publishes: validate → pseudonymise → encode → produce.
+
+Events are keyed by dossier or citizen (``schemas.topics.partition_key``) so one
+subject's events keep their order. For throughput, :class:`Publisher` can group
+events bound for the same partition into one ``EventBatch`` message; it computes
+the partition exactly as Kafka's default partitioner would for the event's key,
+so a batch never mixes partitions and per-partition dedupe stays valid.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import defaultdict
+from typing import Any, Callable
+
+from kafka import KafkaProducer
+from kafka.partitioner.default import murmur2
+
+from connectors.pseudonym import Pseudonymiser
+from lienthong.logs import get_logger
+from lienthong.settings import Settings
+from schemas.codec import EventCodec
+from schemas.topics import HEARTBEATS, TOPIC_OF_EVENT, partition_key
+from schemas.validation import Event, validate
+
+log = get_logger(__name__)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2, positive, modulo)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def prepare(raw: dict[str, Any], pseudonymiser: Pseudonymiser | None, *, source: str | None = None) -> Event:
+    """A raw agency record as a valid event: pseudonymised, with an id, validated.
+
+    A raw ``citizen_id`` is replaced by its pseudonym here, the only place the raw
+    number is handled, and is never kept.
+    """
+    event = dict(raw)
+    citizen_id = event.pop("citizen_id", None)
+    if citizen_id not in (None, ""):
+        if pseudonymiser is None:
+            raise ValueError("a raw citizen_id needs a pseudonymiser")
+        event["citizen_ref"] = pseudonymiser.ref(str(citizen_id))
+    if source is not None and not event.get("source"):
+        event["source"] = source
+    event.setdefault("event_id", str(uuid.uuid4()))
+    event.setdefault("correlation_id", None)
+    if event.get("event_type") == "ConnectorHeartbeat":
+        event.setdefault("ward_code", "")
+        event.setdefault("citizen_ref", "")
+    return validate(event)
+
+
+class Publisher:
+    """Produces events with kafka-python (acks=all, retries), optionally batched.
+
+    ``batch_size=1`` sends each event as its own message (what an agency system
+    would do live); a larger size groups per partition for backfills.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        connector: str,
+        batch_size: int = 1,
+        heartbeat_source: str | None = None,
+        heartbeat_interval: float = 0.0,
+        codec: EventCodec | None = None,
+        producer: KafkaProducer | None = None,
+    ) -> None:
+        self.connector = connector
+        self.batch_size = max(1, batch_size)
+        self.codec = codec or EventCodec()
+        self.producer = producer or KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            retries=10,
+            linger_ms=5,
+            batch_size=512 * 1024,
+            max_request_size=8 * 1024 * 1024,
+            max_in_flight_requests_per_connection=1,
+            client_id=f"lienthong-{connector}",
+        )
+        self.sent_total = 0
+        self._pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        self._partitions: dict[str, int] = {}
+        self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._heartbeat_source = heartbeat_source
+        self._stop = threading.Event()
+        self._heartbeat_thread: threading.Thread | None = None
+        if heartbeat_source and heartbeat_interval > 0:
+            self._heartbeat_thread = threading.Thread(
+                target=self._beat, args=(heartbeat_interval,), daemon=True, name="heartbeat"
+            )
+            self._heartbeat_thread.start()
+
+    def partitions_of(self, topic: str) -> int:
+        if topic not in self._partitions:
+            deadline = time.monotonic() + 30
+            parts = self.producer.partitions_for(topic)
+            while not parts and time.monotonic() < deadline:
+                time.sleep(0.2)
+                parts = self.producer.partitions_for(topic)
+            if not parts:
+                raise RuntimeError(f"topic {topic} does not exist")
+            self._partitions[topic] = len(parts)
+        return self._partitions[topic]
+
+    def publish(self, event: Event, *, check: bool = True, on_sent: Callable[[], None] | None = None) -> None:
+        """Queue one valid event (see :func:`prepare`)."""
+        topic = TOPIC_OF_EVENT[event["event_type"]]
+        key = partition_key(event)
+        encoded = self.codec.encode(event, check=check)
+        with self._lock:
+            self.sent_total += 1
+            if self.batch_size == 1:
+                fut = self.producer.send(topic, value=encoded, key=key)
+                fut.add_errback(self._errors.append)
+                return
+            partition = partition_for(key, self.partitions_of(topic))
+            pending = self._pending[(topic, partition)]
+            pending.append(encoded)
+            if len(pending) >= self.batch_size:
+                self._send_batch(topic, partition)
+
+    def _send_batch(self, topic: str, partition: int) -> None:
+        events = self._pending.pop((topic, partition), [])
+        if events:
+            value = self.codec.encode_batch(events)
+            fut = self.producer.send(topic, value=value, key=b"batch", partition=partition)
+            fut.add_errback(self._errors.append)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Send what is queued and wait for every acknowledgement (acks=all)."""
+        with self._lock:
+            for topic, partition in list(self._pending):
+                self._send_batch(topic, partition)
+        self.producer.flush(timeout)
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise RuntimeError(f"{len(errors)} events were not acknowledged: {errors[0]!r}")
+
+    def heartbeat(self) -> None:
+        if not self._heartbeat_source:
+            return
+        beat = prepare(
+            {
+                "event_type": "ConnectorHeartbeat",
+                "source": self._heartbeat_source,
+                "occurred_at": now_ms(),
+                "connector": self.connector,
+                "sent_total": self.sent_total,
+            },
+            None,
+        )
+        encoded = self.codec.encode(beat)
+        self.producer.send(HEARTBEATS, value=encoded, key=self.connector.encode())
+
+    def _beat(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.heartbeat()
+            except Exception as exc:  # a heartbeat must never kill the connector
+                log.warning("heartbeat_failed", error=str(exc))
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self.heartbeat()
+            self.flush()
+        finally:
+            self.producer.close()
+
+    def __enter__(self) -> "Publisher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,231 @@
+"""The ``lienthong`` command: every way to run and operate the hub.
+
+Settings come from ``LIENTHONG_*`` variables (see ``lienthong.settings``); flags
+override them for one run. With no ``LIENTHONG_BROKER``, commands that need a
+broker start the embedded one.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from lienthong import logs
+from lienthong.settings import Settings
+from schemas.topics import AGENCIES
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--broker", envvar="LIENTHONG_BROKER", default="", help="Kafka bootstrap servers (host:port,...). Empty: embedded broker.")
+@click.option("--log-level", envvar="LIENTHONG_LOG_LEVEL", default="INFO", show_default=True)
+@click.pass_context
+def main(ctx: click.Context, broker: str, log_level: str) -> None:
+    """lienthong: event-driven integration hub between city agencies.
+
+    Agencies publish change events to Kafka; Faust workers keep the city's
+    counters exact and flag failures in data sharing; operators and dashboards
+    read the results over HTTP, server-sent events and Prometheus metrics.
+    """
+    logs.configure(log_level)
+    ctx.obj = Settings.from_env().with_(broker=broker, log_level=log_level)
+
+
+@main.command()
+@click.option("--port", type=int, default=9092, show_default=True, help="Port to listen on (0: a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+def broker(port: int, host: str) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C."""
+    from lienthong.broker import EmbeddedBroker, free_port
+
+    embedded = EmbeddedBroker(port or free_port(host), host)
+    embedded.start()
+    click.echo(f"broker listening on {embedded.bootstrap}  (LIENTHONG_BROKER={embedded.bootstrap})")
+    sys.stdout.flush()
+    stop = {"now": False}
+
+    def _stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop["now"]:
+            if embedded.process is None or embedded.process.poll() is not None:
+                raise click.ClickException("the broker exited unexpectedly")
+            time.sleep(0.2)
+    finally:
+        embedded.stop()
+        click.echo("broker stopped")
+
+
+@main.command()
+@click.option("--name", default=None, help="Worker name (data dir and logs); default host-pid.")
+@click.option("--web-port", type=int, envvar="LIENTHONG_WEB_PORT", default=6066, show_default=True)
+@click.pass_context
+def worker(ctx: click.Context, name: str | None, web_port: int) -> None:
+    """Run a stream worker: counters, flags and the HTTP API (dashboard on /)."""
+    from streams.worker import broker_for, run_worker
+
+    settings = _settings(ctx).with_(web_port=web_port)
+    with broker_for(settings) as bootstrap:
+        run_worker(settings, bootstrap, name)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--agency", required=True, type=click.Choice(AGENCIES), help="The agency whose export this is.")
+@click.option("--batch-size", type=int, default=500, show_default=True, help="Events per Kafka message (1: one event per message).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.pass_context
+def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progress: bool) -> None:
+    """Import a CSV export of agency records (raw citizen_id pseudonymised on import).
+
+    Bad rows are reported with their line number and reason; good rows still go
+    in; the exit code is 1 if any row was bad. Re-importing a file changes nothing.
+    """
+    from connectors.csv_import import import_csv
+    from connectors.pseudonym import Pseudonymiser
+    from connectors.sdk import Publisher
+    from lienthong.topics import ensure_topics
+
+    settings = _settings(ctx)
+    if not settings.broker:
+        raise click.UsageError("import needs a running broker: set LIENTHONG_BROKER or --broker")
+    ensure_topics(settings.broker, settings.partitions)
+    publisher = Publisher(settings.broker, connector=f"csv-import-{agency.lower()}", batch_size=batch_size,
+                          heartbeat_source=agency)
+    try:
+        report = import_csv(file, agency, publisher, Pseudonymiser(settings.resolved_pseudonym_key()), progress=progress)
+    finally:
+        publisher.close()
+    for bad in report.bad:
+        click.echo(str(bad), err=True)
+    click.echo(f"imported {report.imported} events, {len(report.bad)} bad rows")
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.option("--seed", type=int, default=6, show_default=True, help="Same seed, same traffic.")
+@click.option("--rate", type=float, default=200.0, show_default=True, help="Events per second (wall clock).")
+@click.option("--duration", type=float, default=None, help="Seconds to run (wall clock).")
+@click.option("--events", type=int, default=None, help="Stop after this many events.")
+@click.option("--days", type=float, default=7.0, show_default=True, help="Days of event time to spread the traffic over.")
+@click.option("--start", default="2024-06-01T00:00:00+07:00", show_default=True, help="Event time of the first event.")
+@click.option("--batch-size", type=int, default=100, show_default=True, help="Events per Kafka message.")
+@click.pass_context
+def simulate(ctx: click.Context, seed: int, rate: float, duration: float | None, events: int | None,
+             days: float, start: str, batch_size: int) -> None:
+    """Publish realistic city traffic: every flow, chains, failures, late and duplicate events."""
+    from connectors.simulator import run_simulation
+
+    settings = _settings(ctx)
+    if not settings.broker:
+        raise click.UsageError("simulate needs a running broker: set LIENTHONG_BROKER or --broker")
+    run_simulation(settings, seed=seed, rate=rate, duration=duration, events=events, days=days,
+                   start=start, batch_size=batch_size)
+
+
+@main.command()
+@click.option("--port", type=int, envvar="LIENTHONG_GATEWAY_PORT", default=6070, show_default=True)
+@click.option("--credentials", type=click.Path(path_type=Path), default=None,
+              help="JSON file of agency credentials (else LIENTHONG_GATEWAY_CREDENTIALS).")
+@click.pass_context
+def gateway(ctx: click.Context, port: int, credentials: Path | None) -> None:
+    """Run the HTTP gateway: agencies POST /v1/events (JSON), authenticated per agency."""
+    from connectors.gateway import run_gateway
+
+    settings = _settings(ctx).with_(gateway_port=port)
+    if not settings.broker:
+        raise click.UsageError("gateway needs a running broker: set LIENTHONG_BROKER or --broker")
+    run_gateway(settings, credentials)
+
+
+@main.command()
+@click.option("--dsn", required=True, envvar="LIENTHONG_OUTBOX_DSN", help="PostgreSQL DSN of the agency database.")
+@click.option("--agency", required=True, type=click.Choice(AGENCIES))
+@click.option("--table", default="outbox", show_default=True)
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between polls when idle.")
+@click.option("--once", is_flag=True, help="Drain the outbox once and exit.")
+@click.pass_context
+def outbox(ctx: click.Context, dsn: str, agency: str, table: str, interval: float, once: bool) -> None:
+    """Publish an agency's transactional outbox table (PostgreSQL) in order."""
+    from connectors.outbox import run_outbox
+
+    settings = _settings(ctx)
+    if not settings.broker:
+        raise click.UsageError("outbox needs a running broker: set LIENTHONG_BROKER or --broker")
+    run_outbox(settings, dsn=dsn, agency=agency, table=table, interval=interval, once=once)
+
+
+@main.command()
+@click.option("--url", default=None, help="Worker base URL (default http://127.0.0.1:$LIENTHONG_WEB_PORT).")
+@click.pass_context
+def status(ctx: click.Context, url: str | None) -> None:
+    """Terminal summary: broker, topics, lag, KPIs and open flags."""
+    from lienthong.status import print_status
+
+    settings = _settings(ctx)
+    print_status(settings, url or f"http://127.0.0.1:{settings.web_port}")
+
+
+@main.group()
+def schemas() -> None:
+    """Event contracts: compatibility checks and generated docs."""
+
+
+@schemas.command("check")
+def schemas_check() -> None:
+    """Check every schema version reads data written by every older one."""
+    from schemas.evolution import check_all
+
+    problems = check_all()
+    for problem in problems:
+        click.echo(problem, err=True)
+    click.echo("schemas: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+    sys.exit(1 if problems else 0)
+
+
+@schemas.command("docs")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("docs/asyncapi.json"), show_default=True)
+def schemas_docs(out: Path) -> None:
+    """Write an AsyncAPI 3 document of the hub's topics and messages."""
+    from schemas.asyncapi import write_asyncapi
+
+    write_asyncapi(out)
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.option("--events", type=int, default=200_000, show_default=True)
+@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True)
+@click.pass_context
+def bench(ctx: click.Context, events: int, batch_size: int, workers: int) -> None:
+    """Throughput benchmark: worker vs bare aiokafka consumer vs importer, on the embedded broker."""
+    from bench.throughput import main as bench_main
+
+    bench_main(events=events, batch_size=batch_size, workers=workers)
+
+
+@main.command()
+@click.option("--rate", type=float, default=300.0, show_default=True, help="Simulated events per second.")
+@click.option("--web-port", type=int, envvar="LIENTHONG_WEB_PORT", default=6066, show_default=True)
+@click.option("--gateway-port", type=int, envvar="LIENTHONG_GATEWAY_PORT", default=6070, show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, rate: float, web_port: int, gateway_port: int) -> None:
+    """Everything at once: embedded broker, worker, gateway and simulated city traffic."""
+    from lienthong.demo import run_demo
+
+    run_demo(_settings(ctx).with_(web_port=web_port, gateway_port=gateway_port), rate=rate)
+
+
+if __name__ == "__main__":
+    main()

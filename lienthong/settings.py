@@ -1,0 +1,82 @@
+"""Every setting of the hub, read once from ``LIENTHONG_*`` environment variables.
+
+One module so that an operator can find every knob in one place; the CLI only
+overrides what a flag names explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"LIENTHONG_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: Kafka bootstrap servers; empty means "start the embedded broker".
+    broker: str = ""
+    #: Partitions of every event topic. All event topics share it so that one
+    #: citizen's or dossier's events land on the same partition number in every
+    #: topic (co-partitioning), which is what lets one worker join them.
+    partitions: int = 8
+    data_dir: Path = Path("data")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    gateway_port: int = 6070
+    pseudonym_key: str = ""
+    #: Seconds between counter snapshots published to ``lienthong.aggregates``.
+    snapshot_interval: float = 2.0
+    #: Faust table store: ``rocksdb://`` on disk for workers, ``memory://`` in tests.
+    store: str = "rocksdb://"
+    #: Rebalance timeout; every group join waits this long on the embedded broker.
+    rebalance_timeout: float = 5.0
+    app_id: str = "lienthong"
+    log_level: str = "INFO"
+    #: Optional Confluent schema registry URL; when set, producers use its framing.
+    schema_registry_url: str = ""
+    gateway_credentials: str = ""
+    sla: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(
+            broker=_env("BROKER", ""),
+            partitions=int(_env("PARTITIONS", "8")),
+            data_dir=Path(_env("DATA_DIR", "data")),
+            web_host=_env("WEB_HOST", "127.0.0.1"),
+            web_port=int(_env("WEB_PORT", "6066")),
+            gateway_port=int(_env("GATEWAY_PORT", "6070")),
+            pseudonym_key=_env("PSEUDONYM_KEY", ""),
+            snapshot_interval=float(_env("SNAPSHOT_INTERVAL", "2.0")),
+            store=_env("STORE", "rocksdb://"),
+            rebalance_timeout=float(_env("REBALANCE_TIMEOUT", "5")),
+            app_id=_env("APP_ID", "lienthong"),
+            log_level=_env("LOG_LEVEL", "INFO"),
+            schema_registry_url=_env("SCHEMA_REGISTRY_URL", ""),
+            gateway_credentials=_env("GATEWAY_CREDENTIALS", ""),
+        )
+
+    def with_(self, **changes: object) -> "Settings":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def resolved_pseudonym_key(self) -> bytes:
+        """The HMAC key; generated once and kept in the data dir when not configured.
+
+        Keeping a generated key beside the data means re-importing a file yields the
+        same pseudonyms (so idempotent re-imports keep working) without ever writing
+        a default key into the code.
+        """
+        if self.pseudonym_key:
+            return self.pseudonym_key.encode()
+        path = self.data_dir / "pseudonym.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()

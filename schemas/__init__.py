@@ -1,0 +1,1 @@
+"""The event contracts: Avro schemas (``avro/``), topics, and their codec."""

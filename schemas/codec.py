@@ -1,0 +1,130 @@
+"""Avro single-object encoding of events and event batches.
+
+Wire format (Avro spec, "single-object encoding"): ``C3 01``, the 8-byte
+little-endian CRC-64-AVRO fingerprint of the writer schema's canonical form, then
+the Avro binary body. A reader looks the fingerprint up among every released
+version, so no registry service is needed and old messages stay readable.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from typing import Any, Iterable
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from schemas.errors import ContractError
+from schemas.registry import SchemaRegistry, SchemaVersion, default_registry
+from schemas.validation import ENVELOPE_FIELDS, Event, validate
+
+MARKER = b"\xc3\x01"
+HEADER_LEN = 10
+
+
+class EventCodec:
+    """Encodes and decodes events; one instance per process is enough."""
+
+    def __init__(self, registry: SchemaRegistry | None = None) -> None:
+        self.registry = registry or default_registry()
+        self._batch = self.registry.latest("EventBatch")
+
+    # -- encoding -------------------------------------------------------------
+    def encode(self, event: Event, *, check: bool = True) -> bytes:
+        """One event, latest schema of its type; validated first unless ``check=False``."""
+        if check:
+            validate(event, self.registry)
+        sv = self.registry.latest(event["event_type"])
+        record = self._to_record(event, sv)
+        return self._frame(sv, record)
+
+    def encode_batch(self, encoded_events: Iterable[bytes]) -> bytes:
+        """Events already single-object encoded, wrapped as one ``EventBatch``."""
+        record = {"batch_id": str(uuid.uuid4()), "events": list(encoded_events)}
+        return self._frame(self._batch, record)
+
+    def encode_record(self, name: str, record: dict[str, Any]) -> bytes:
+        """Any other contract (e.g. ``Flag``), by name."""
+        return self._frame(self.registry.latest(name), record)
+
+    def _frame(self, sv: SchemaVersion, record: dict[str, Any]) -> bytes:
+        out = io.BytesIO()
+        out.write(MARKER)
+        out.write(sv.fingerprint)
+        try:
+            schemaless_writer(out, sv.wire, record)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ContractError(_field_of(exc), str(exc), sv.name) from None
+        return out.getvalue()
+
+    @staticmethod
+    def _to_record(event: Event, sv: SchemaVersion) -> dict[str, Any]:
+        envelope = {name: event.get(name) for name in ENVELOPE_FIELDS}
+        record: dict[str, Any] = {"envelope": envelope}
+        for name in sv.field_names:
+            if name != "envelope" and name in event:
+                record[name] = event[name]
+        return record
+
+    # -- decoding -------------------------------------------------------------
+    def schema_of(self, data: bytes) -> SchemaVersion:
+        if not isinstance(data, (bytes, bytearray)) or len(data) < HEADER_LEN:
+            raise ContractError("message", "too short for Avro single-object encoding")
+        if data[:2] != MARKER:
+            raise ContractError("message", "missing the Avro single-object marker C3 01")
+        sv = self.registry.by_fingerprint.get(bytes(data[2:HEADER_LEN]))
+        if sv is None:
+            raise ContractError("fingerprint", f"unknown writer schema {bytes(data[2:HEADER_LEN]).hex()}")
+        return sv
+
+    def decode_record(self, data: bytes) -> tuple[SchemaVersion, dict[str, Any]]:
+        sv = self.schema_of(data)
+        buf = io.BytesIO(data)
+        buf.seek(HEADER_LEN)
+        try:
+            record = schemaless_reader(buf, sv.wire, None)
+        except Exception as exc:  # fastavro raises many types on corrupt bodies
+            raise ContractError("body", f"undecodable {sv.name} body: {type(exc).__name__}", sv.name) from None
+        if buf.tell() != len(data):
+            raise ContractError("body", f"{len(data) - buf.tell()} trailing bytes after the record", sv.name)
+        return sv, record
+
+    def decode(self, data: bytes) -> Event:
+        """One event from a single-event message."""
+        sv, record = self.decode_record(data)
+        if sv.name == "EventBatch":
+            raise ContractError("message", "is a batch; use decode_message")
+        return self._to_event(sv, record)
+
+    def decode_message(self, data: bytes) -> list[Event]:
+        """All events in a Kafka message value: one event or an ``EventBatch``.
+
+        A batch is all-or-nothing on purpose: it is one message with one offset,
+        so it is dead-lettered whole and can be re-sent whole.
+        """
+        sv, record = self.decode_record(data)
+        if sv.name != "EventBatch":
+            return [self._to_event(sv, record)]
+        events = []
+        for index, item in enumerate(record["events"]):
+            try:
+                events.append(self.decode(item))
+            except ContractError as exc:
+                raise ContractError(f"events[{index}].{exc.field}", exc.reason, exc.event_type) from None
+        return events
+
+    def _to_event(self, sv: SchemaVersion, record: dict[str, Any]) -> Event:
+        if sv.name in ("Envelope", "Flag"):
+            raise ContractError("message", f"a {sv.name} is not an event")
+        event: Event = record.pop("envelope")
+        event.update(record)
+        event["event_type"] = sv.name
+        return event
+
+
+def _field_of(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("field ", "Field("):
+        if marker in text:
+            return text.split(marker, 1)[1].split()[0].strip("'\"(),")
+    return "record"

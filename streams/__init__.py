@@ -1,0 +1,1 @@
+"""Stream processing: one Faust app that counts and flags the city's events."""

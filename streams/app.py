@@ -1,0 +1,223 @@
+"""The Faust app: one agent over every event topic, state in one delta table.
+
+The agent hands each message to :class:`streams.processor.Processor` and writes
+the resulting delta to the ``deltas`` table *while the message is the current
+event*, so Faust puts the changelog record on the message's own partition number
+and flushes it before committing the source offset. On (re)assignment the
+partition's state is folded from the table (restored from its changelog by
+Faust), which restores the fence too. See ``docs/exactly-once.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from lienthong.logs import get_logger
+from lienthong.settings import Settings
+from schemas.codec import EventCodec
+from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
+from streams.processor import Outcome, Processor
+from streams.state import Delta, PartitionState, delta_key, partition_of_delta_key
+from streams.view import CityView, snapshot_of
+
+log = get_logger(__name__)
+
+
+class Hub:
+    """What a running worker holds: the Faust app, the processor and the view."""
+
+    def __init__(self, settings: Settings, bootstrap: str, worker_name: str | None = None) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.worker_name = worker_name or f"{os.uname().nodename}-{os.getpid()}"
+        self.codec = EventCodec()
+        self.processor = Processor(self.codec)
+        self.view = CityView()
+        self.view.local = self.processor.states
+        self.listeners: list[asyncio.Queue[dict[str, Any]]] = []
+        self.published_versions: dict[int, int] = {}
+        self.started_at = time.time()
+        self.stats: dict[str, Any] = {"messages": 0, "skipped": 0}
+        self.app = self._build_app()
+
+    # -- construction ---------------------------------------------------------
+    def _build_app(self) -> faust.App:
+        s = self.settings
+        data_dir = s.data_dir / "worker" / self.worker_name
+        data_dir.mkdir(parents=True, exist_ok=True)
+        app = faust.App(
+            s.app_id,
+            broker=[f"kafka://{h}" for h in self.bootstrap.split(",")],
+            store=s.store,
+            datadir=str(data_dir),
+            web_enabled=False,
+            topic_partitions=s.partitions,
+            topic_allow_declare=True,
+            consumer_auto_offset_reset="earliest",
+            broker_rebalance_timeout=s.rebalance_timeout,
+            broker_session_timeout=max(s.rebalance_timeout * 2, 10.0),
+            broker_heartbeat_interval=1.0,
+            broker_commit_interval=1.0,
+            table_standby_replicas=0,
+            producer_max_request_size=16 * 1024 * 1024,
+            consumer_max_fetch_size=16 * 1024 * 1024,
+            stream_wait_empty=False,
+            logging_config=None,
+        )
+        self.deltas = app.Table(
+            "deltas",
+            default=None,
+            partitions=s.partitions,
+            key_type=str,
+            help="One record per processed source message: the offset-fenced state delta.",
+        )
+        self.events_topic = app.topic(
+            *EVENT_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        self.deadletter_topic = app.topic(DEADLETTER, key_serializer="raw", value_serializer="raw")
+        self.alerts_topic = app.topic(ALERTS, key_serializer="raw", value_serializer="raw")
+        self.aggregates_topic = app.topic(AGGREGATES, key_serializer="raw", value_serializer="raw")
+
+        hub = self
+
+        @app.agent(self.events_topic, name="lienthong.count-and-flag")
+        async def count_and_flag(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await hub.handle(event)
+
+        @app.timer(interval=s.snapshot_interval, name="lienthong.publish-snapshots")
+        async def publish_snapshots() -> None:
+            await hub.publish_snapshots()
+
+        @app.task
+        async def read_snapshots() -> None:
+            await hub.read_snapshots()
+
+        @app.task
+        async def serve_http() -> None:
+            from streams.web import start_web
+
+            self.web_runner = await start_web(hub, s.web_host, s.web_port)
+            log.info("web_listening", url=f"http://{s.web_host}:{s.web_port}/")
+
+        @app.on_partitions_revoked.connect
+        async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
+            hub.on_revoked(revoked)
+
+        @app.on_partitions_assigned.connect
+        async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
+            log.info("partitions_assigned", partitions=sorted({tp.partition for tp in assigned}))
+
+        @app.on_rebalance_complete.connect
+        async def on_rebalance_complete(app: faust.App, **_: Any) -> None:
+            # The delta table is recovered now: fold every owned partition, so the
+            # view is live for them even before their next message arrives.
+            for partition in sorted(hub.assigned_partitions()):
+                hub.owned_state(partition)
+
+        return app
+
+    # -- processing -----------------------------------------------------------
+    def owned_state(self, partition: int) -> PartitionState:
+        """The live state of a partition, folded from the delta table on first use."""
+        state = self.processor.states.get(partition)
+        if state is None:
+            deltas = [
+                Delta.from_json(value)
+                for key, value in self.deltas.items()
+                if value is not None and partition_of_delta_key(key) == partition
+            ]
+            state = PartitionState.fold(partition, deltas)
+            self.processor.adopt(state)
+            log.info("partition_restored", partition=partition, deltas=len(deltas), seq=state.seq)
+        return state
+
+    def assigned_partitions(self) -> set[int]:
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in EVENT_TOPICS}
+
+    async def handle(self, event: faust.EventT) -> Outcome:
+        message = event.message
+        topic, partition, offset = message.topic, message.partition, message.offset
+        self.owned_state(partition)
+        outcome = self.processor.process(
+            topic, partition, offset, message.value, int(message.timestamp * 1000), int(time.time() * 1000)
+        )
+        self.stats["messages"] += 1
+        key = delta_key(partition, topic, offset)
+        if outcome.skipped:
+            # Already applied (a replay after a crash). Write the same record again:
+            # harmless if the changelog has it, and it repairs a local store that
+            # got the write before the crash while the changelog did not.
+            self.stats["skipped"] += 1
+            existing = self.deltas.get(key)
+            if existing is not None:
+                self.deltas[key] = existing
+            return outcome
+        assert outcome.delta is not None
+        self.deltas[key] = outcome.delta.to_json()
+        for dead in outcome.dead_letters:
+            await self.deadletter_topic.send(key=message.key, value=dead.value, headers=dead.headers())
+        for flag in outcome.flag_changes:
+            await self.alerts_topic.send(
+                key=flag["flag_id"].encode(), value=self.codec.encode_record("Flag", flag)
+            )
+        self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
+                     "accepted": dict(outcome.accepted)})
+        return outcome
+
+    def on_revoked(self, revoked: set[TP]) -> None:
+        for partition in {tp.partition for tp in revoked}:
+            self.processor.drop(partition)
+            self.published_versions.pop(partition, None)
+        log.info("partitions_revoked", partitions=sorted({tp.partition for tp in revoked}))
+
+    # -- snapshots for dashboards and the replicated view ----------------------
+    async def publish_snapshots(self) -> None:
+        for partition, state in list(self.processor.states.items()):
+            if self.published_versions.get(partition) == state.version:
+                continue
+            snapshot = snapshot_of(state, self.worker_name)
+            await self.aggregates_topic.send(
+                key=str(partition).encode(), value=json.dumps(snapshot).encode(), partition=partition % self.settings.partitions
+            )
+            self.published_versions[partition] = state.version
+
+    async def read_snapshots(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            AGGREGATES,
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            async for record in consumer:
+                try:
+                    snapshot = json.loads(record.value)
+                except ValueError:
+                    continue
+                self.view.accept_snapshot(snapshot)
+        finally:
+            await consumer.stop()
+
+    # -- live listeners (server-sent events) ----------------------------------
+    def notify(self, message: dict[str, Any]) -> None:
+        for queue in list(self.listeners):
+            if queue.qsize() < 1000:
+                queue.put_nowait(message)
+
+
+def create_hub(settings: Settings, bootstrap: str, worker_name: str | None = None) -> Hub:
+    return Hub(settings, bootstrap, worker_name)

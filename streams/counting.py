@@ -1,0 +1,140 @@
+"""What each event adds to the city's counters (metric × ward × local day).
+
+Counters are increments only, so they commute and fold in any order; the joins
+that a KPI needs (a dossier's submission and completion, a chain's steps) are kept
+in partition stores until they complete. Days and wards of joined counts are taken
+from event times, never from processing order, so a replay gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.clock import local_day
+from streams.state import Change
+
+Event = dict[str, Any]
+
+#: Chain kind → (starting event type, ordered steps). A step is matched by a
+#: predicate on the event; the first step is the start.
+CHAIN_STEPS: dict[str, tuple[str, ...]] = {
+    "BIRTH": ("birth_registered", "permanent_residence", "child_insurance_card"),
+    "DEATH": ("death_registered", "residence_deregistered", "funeral_allowance"),
+}
+
+
+def chain_step(event: Event) -> tuple[str, str] | None:
+    """(chain kind, step) an event fulfils, when it carries a dossier id."""
+    if not event.get("correlation_id"):
+        return None
+    kind = event["event_type"]
+    if kind == "BirthRegistered":
+        return "BIRTH", "birth_registered"
+    if kind == "ResidenceRegistered" and event.get("kind") == "PERMANENT":
+        return "BIRTH", "permanent_residence"
+    if kind == "HealthInsuranceCardIssued" and event.get("for_child_under_6"):
+        return "BIRTH", "child_insurance_card"
+    if kind == "DeathRegistered":
+        return "DEATH", "death_registered"
+    if kind == "ResidenceDeregistered" and event.get("reason") == "DEATH":
+        return "DEATH", "residence_deregistered"
+    if kind == "FuneralAllowanceGranted":
+        return "DEATH", "funeral_allowance"
+    return None
+
+
+def count_event(event: Event, change: Change) -> None:
+    """Add one first-seen, valid event to the counters."""
+    kind = event["event_type"]
+    ward = event["ward_code"]
+    day = local_day(event["occurred_at"])
+    c = change.count
+    if kind == "ConnectorHeartbeat":
+        c("heartbeats", "", day)
+        return
+    c("events_total", ward, day)
+    c(f"events:{kind}", ward, day)
+    c(f"agency:{event['source']}", ward, day)
+    if kind == "IdCardIssued":
+        c("id_cards_issued", ward, day)
+    elif kind == "EIdActivated":
+        c("eid_activated", ward, day)
+        if event["level"] == "LEVEL_2":
+            c("eid_level2_activated", ward, day)
+    elif kind == "ResidenceRegistered":
+        c(f"residence_registrations:{event['kind']}", ward, day)
+        if event["channel"] == "ONLINE":
+            c(f"residence_online:{event['kind']}", ward, day)
+    elif kind == "ResidenceDeregistered":
+        c(f"residence_deregistrations:{event['reason']}", ward, day)
+    elif kind == "HealthInsuranceSynced":
+        c("insurance_synced" if event["outcome"] == "SYNCED" else "insurance_sync_failed", ward, day)
+    elif kind == "HealthInsuranceCardIssued":
+        c("insurance_cards_issued", ward, day)
+    elif kind == "MedicalCheckIn":
+        c("checkins_by_id_card", ward, day)
+        if event["insurance_lookup"] == "NOT_FOUND":
+            c("checkins_insurance_not_found", ward, day)
+    elif kind == "JudicialRecordIssued":
+        c(f"judicial_records:{event['channel']}", ward, day)
+    elif kind == "ProcedureSubmitted":
+        c("procedures_submitted", ward, day)
+        if event["online_level"] == "FULL":
+            c("procedures_full_online", ward, day)
+        _dossier(event, change, "submitted")
+    elif kind == "ProcedureCompleted":
+        c("procedures_completed", ward, day)
+        _dossier(event, change, "completed")
+    elif kind == "WelfarePaid":
+        c("welfare_payments", ward, day)
+        c("welfare_amount_vnd", ward, day, int(event["amount_vnd"]))
+        if event["channel"] == "BANK_ACCOUNT":
+            c("welfare_cashless", ward, day)
+    elif kind == "FuneralAllowanceGranted":
+        c("funeral_allowances", ward, day)
+    step = chain_step(event)
+    if step is not None:
+        _chain(event, change, *step)
+
+
+def _dossier(event: Event, change: Change, part: str) -> None:
+    """Join a dossier's submission and completion to count completion on time."""
+    dossier_id = event["correlation_id"]
+    dossier = dict(change.get("dossiers", dossier_id, {}))
+    if part in dossier:
+        return  # a second completion/submission of one dossier adds nothing to the join
+    dossier[part] = {
+        "event_id": event["event_id"],
+        "at": event["occurred_at"],
+        "ward": event["ward_code"],
+        "due_at": event.get("due_at"),
+        "agency": event.get("agency_code"),
+    }
+    if "submitted" in dossier and "completed" in dossier:
+        done = dossier["completed"]
+        if done["at"] <= dossier["submitted"]["due_at"]:
+            change.count("procedures_completed_on_time", done["ward"], local_day(done["at"]))
+        dossier["closed"] = True
+    change.set("dossiers", dossier_id, dossier)
+
+
+def _chain(event: Event, change: Change, chain: str, step: str) -> None:
+    """Track an interconnected procedure; count it when started and when all steps are done."""
+    dossier_id = event["correlation_id"]
+    entry = dict(change.get("chains", dossier_id, {"kind": chain, "steps": {}}))
+    steps = dict(entry["steps"])
+    if step in steps:
+        return
+    steps[step] = {"event_id": event["event_id"], "at": event["occurred_at"], "ward": event["ward_code"]}
+    entry["steps"] = steps
+    first = CHAIN_STEPS[chain][0]
+    if step == first:
+        entry["ward"] = event["ward_code"]
+        entry["started_at"] = event["occurred_at"]
+        change.count(f"{chain.lower()}_chain_received", event["ward_code"], local_day(event["occurred_at"]))
+    if all(s in steps for s in CHAIN_STEPS[chain]) and not entry.get("completed"):
+        entry["completed"] = True
+        last_at = max(s["at"] for s in steps.values())
+        entry["completed_at"] = last_at
+        change.count(f"{chain.lower()}_chain_completed", entry["ward"], local_day(last_at))
+    change.set("chains", dossier_id, entry)

@@ -1,0 +1,145 @@
+"""One Kafka message in, one atomic state change out: the worker's pure core.
+
+The Faust agent is a thin shell around :class:`Processor`, so the counting and
+flagging logic can be tested, profiled and benchmarked without a broker.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+from schemas.codec import EventCodec
+from schemas.errors import ContractError
+from schemas.validation import validate
+from streams.clock import local_day
+from streams.counting import count_event
+from streams.flags import FlagRule, SourcePosition, default_rules
+from streams.state import Delta, PartitionState
+
+Event = dict[str, Any]
+
+
+@dataclass
+class DeadLetter:
+    """A refused message (or one refused item of a batch), with why and where from."""
+
+    value: bytes
+    error: ContractError
+    where: SourcePosition
+    batch_index: int | None = None
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        headers = [
+            ("lienthong.reason", str(self.error).encode()),
+            ("lienthong.field", self.error.field.encode()),
+            ("lienthong.source.topic", self.where.topic.encode()),
+            ("lienthong.source.partition", str(self.where.partition).encode()),
+            ("lienthong.source.offset", str(self.where.offset).encode()),
+        ]
+        if self.batch_index is not None:
+            headers.append(("lienthong.source.batch_index", str(self.batch_index).encode()))
+        return headers
+
+
+@dataclass
+class Outcome:
+    delta: Delta | None = None
+    skipped: bool = False
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    flag_changes: list[dict[str, Any]] = field(default_factory=list)
+    accepted: Counter[str] = field(default_factory=Counter)
+    duplicates: Counter[str] = field(default_factory=Counter)
+    latest_event_ms: int = 0
+
+
+class Processor:
+    def __init__(self, codec: EventCodec | None = None, rules: list[FlagRule] | None = None) -> None:
+        self.codec = codec or EventCodec()
+        self.rules = rules if rules is not None else default_rules()
+        self.states: dict[int, PartitionState] = {}
+
+    def state(self, partition: int) -> PartitionState:
+        if partition not in self.states:
+            self.states[partition] = PartitionState(partition)
+        return self.states[partition]
+
+    def adopt(self, state: PartitionState) -> None:
+        self.states[state.partition] = state
+
+    def drop(self, partition: int) -> None:
+        self.states.pop(partition, None)
+
+    def decode(self, value: bytes, where: SourcePosition) -> tuple[list[Event], list[DeadLetter]]:
+        """Valid events of a message; refused ones (or the whole message) as dead letters."""
+        try:
+            sv, record = self.codec.decode_record(value)
+        except ContractError as exc:
+            return [], [DeadLetter(value, exc, where)]
+        if sv.name != "EventBatch":
+            try:
+                return [validate(self.codec._to_event(sv, record))], []
+            except ContractError as exc:
+                return [], [DeadLetter(value, exc, where)]
+        events, dead = [], []
+        for index, item in enumerate(record["events"]):
+            try:
+                events.append(validate(self.codec.decode(item)))
+            except ContractError as exc:
+                dead.append(DeadLetter(item, exc, where, batch_index=index))
+        return events, dead
+
+    def process(
+        self, topic: str, partition: int, offset: int, value: bytes, timestamp: int, now_ms: int | None = None
+    ) -> Outcome:
+        """Apply one message to its partition's state, unless it was applied before.
+
+        ``timestamp`` is the Kafka message time (used where an event has none, e.g.
+        a dead letter); ``now_ms`` the wall clock, only for agency liveness.
+        """
+        state = self.state(partition)
+        if state.is_applied(topic, offset):
+            return Outcome(skipped=True)
+        where = SourcePosition(topic, partition, offset, timestamp)
+        change = state.begin(topic, offset)
+        outcome = Outcome()
+        events, outcome.dead_letters = self.decode(value, where)
+        for dead in outcome.dead_letters:
+            change.count("events_dead_lettered", "", local_day(timestamp))
+            for rule in self.rules:
+                rule.on_dead_letter(dead.error, where, change)
+        watermark = state.watermark
+        for event in events:
+            if not change.first_sighting(event["event_id"]):
+                change.count("events_duplicate", event["ward_code"], local_day(event["occurred_at"]))
+                outcome.duplicates[event["source"]] += 1
+                for rule in self.rules:
+                    rule.on_duplicate(event, change)
+                continue
+            outcome.accepted[event["source"]] += 1
+            count_event(event, change)
+            for rule in self.rules:
+                rule.on_event(event, change)
+            if event["event_type"] != "ConnectorHeartbeat":
+                # heartbeats carry wall-clock time; only agency events move event time
+                watermark = max(watermark, event["occurred_at"])
+                outcome.latest_event_ms = max(outcome.latest_event_ms, event["occurred_at"])
+        for source, n in outcome.accepted.items():
+            # wall clock, on purpose: AGENCY_SILENT is about the agency being live now
+            seen = change.get("meta", f"agency:{source}", {"events": 0})
+            change.set(
+                "meta",
+                f"agency:{source}",
+                {"last_seen_ms": now_ms if now_ms is not None else timestamp, "events": seen["events"] + n},
+            )
+        if watermark > state.watermark:
+            change.set("meta", "watermark", watermark)
+            for rule in self.rules:
+                rule.on_watermark(watermark, change)
+        outcome.flag_changes = change.flag_changes
+        outcome.delta = change.commit()
+        return outcome
+
+

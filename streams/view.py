@@ -1,0 +1,117 @@
+"""The city-wide view any worker can serve: its own partitions, live, plus every
+other partition from the latest snapshot on ``lienthong.aggregates``.
+
+So any worker answers for any ward (a replicated view, eventually consistent
+within one snapshot interval for partitions it does not own, exact and live for
+the ones it does).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from streams.kpis import compute_kpis, filter_counters
+from streams.state import PartitionState
+
+
+def snapshot_of(state: PartitionState, worker: str) -> dict[str, Any]:
+    return {
+        "partition": state.partition,
+        "worker": worker,
+        "seq": state.seq,
+        "version": state.version,
+        "as_of": int(time.time() * 1000),
+        "applied": state.applied,
+        "watermark": state.watermark,
+        "counters": dict(state.counters),
+        "flags": list(state.stores["flags"].values()),
+        "agencies": {k[7:]: v for k, v in state.stores["meta"].items() if k.startswith("agency:")},
+    }
+
+
+class CityView:
+    def __init__(self) -> None:
+        self.local: dict[int, PartitionState] = {}
+        self.remote: dict[int, dict[str, Any]] = {}
+        self._cache_key: tuple[Any, ...] | None = None
+        self._counters: Counter[str] = Counter()
+        self._flags: list[dict[str, Any]] = []
+        self._agencies: dict[str, dict[str, Any]] = {}
+
+    def accept_snapshot(self, snapshot: dict[str, Any]) -> None:
+        """Keep the newest snapshot per partition (by sequence: owners never go back)."""
+        partition = int(snapshot["partition"])
+        current = self.remote.get(partition)
+        if current is None or snapshot["seq"] >= current["seq"]:
+            self.remote[partition] = snapshot
+
+    def _sources(self) -> list[tuple[int, Any]]:
+        sources: list[tuple[int, Any]] = []
+        for partition in sorted(set(self.local) | set(self.remote)):
+            state = self.local.get(partition)
+            remote = self.remote.get(partition)
+            if state is not None:  # owned here: live and authoritative
+                sources.append((partition, state))
+            elif remote is not None:
+                sources.append((partition, remote))
+        return sources
+
+    def _refresh(self) -> None:
+        sources = self._sources()
+        key = tuple(
+            (p, id(s), s.version if isinstance(s, PartitionState) else s["seq"]) for p, s in sources
+        )
+        if key == self._cache_key:
+            return
+        counters: Counter[str] = Counter()
+        flags: list[dict[str, Any]] = []
+        agencies: dict[str, dict[str, Any]] = {}
+        for _, source in sources:
+            if isinstance(source, PartitionState):
+                counters.update(source.counters)
+                flags.extend(source.stores["flags"].values())
+                seen = {k[7:]: v for k, v in source.stores["meta"].items() if k.startswith("agency:")}
+            else:
+                counters.update(source["counters"])
+                flags.extend(source["flags"])
+                seen = source.get("agencies", {})
+            for agency, info in seen.items():
+                if agency not in agencies or info["last_seen_ms"] > agencies[agency]["last_seen_ms"]:
+                    agencies[agency] = info
+        self._counters, self._flags, self._agencies, self._cache_key = counters, flags, agencies, key
+
+    @property
+    def counters(self) -> Counter[str]:
+        self._refresh()
+        return self._counters
+
+    @property
+    def flags(self) -> list[dict[str, Any]]:
+        self._refresh()
+        return self._flags
+
+    @property
+    def agencies(self) -> dict[str, dict[str, Any]]:
+        self._refresh()
+        return self._agencies
+
+    def open_flags(self, ward: str | None = None, day: str | None = None) -> list[dict[str, Any]]:
+        from streams.clock import local_day
+
+        return [
+            f
+            for f in self.flags
+            if f["status"] == "OPEN"
+            and (ward is None or f["ward_code"] == ward)
+            and (day is None or local_day(f["opened_at"]) == day)
+        ]
+
+    def kpis(self, ward: str | None = None, day: str | None = None) -> dict[str, Any]:
+        metrics = filter_counters(self.counters.items(), ward, day)
+        return compute_kpis(metrics, len(self.open_flags(ward, day)))
+
+    @property
+    def partitions_known(self) -> int:
+        return len(set(self.local) | set(self.remote))

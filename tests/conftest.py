@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from lienthong.broker import EmbeddedBroker
+from lienthong.topics import ensure_topics
+from tests.support import WorkerProcess
+
+PARTITIONS = 8
+
+
+@pytest.fixture
+def broker() -> Iterator[str]:
+    """A fresh embedded broker (Tansu, memory storage) with the hub's topics."""
+    with EmbeddedBroker() as embedded:
+        ensure_topics(embedded.bootstrap, PARTITIONS)
+        yield embedded.bootstrap
+
+
+@pytest.fixture
+def workers(broker: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory of real worker processes on the test broker; all stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str | None = None, store: str = "memory://", wait: bool = True) -> WorkerProcess:
+        worker = WorkerProcess(broker, tmp_path, name, store)
+        started.append(worker)
+        return worker.start(wait)
+
+    yield start
+    for worker in started:
+        worker.kill()
