@@ -182,11 +182,13 @@ def schemas() -> None:
 
 
 @schemas.command("check")
-def schemas_check() -> None:
+@click.option("--release", "release_", is_flag=True,
+              help="After a clean check, lock every new .avsc as released (schemas/avro/RELEASED.json).")
+def schemas_check(release_: bool) -> None:
     """Check every schema version reads data written by every older one."""
-    from schemas.evolution import check_all
+    from schemas.evolution import check_all, release
 
-    problems = check_all()
+    problems = release() if release_ else check_all()
     for problem in problems:
         click.echo(problem, err=True)
     click.echo("schemas: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
