@@ -4,16 +4,22 @@ Wire format (Avro spec, "single-object encoding"): ``C3 01``, the 8-byte
 little-endian CRC-64-AVRO fingerprint of the writer schema's canonical form, then
 the Avro binary body. A reader looks the fingerprint up among every released
 version, so no registry service is needed and old messages stay readable.
+
+Where a Confluent schema registry is configured, pass ``confluent=`` (see
+``schemas.confluent``) and messages are written with Confluent framing instead;
+decoding always accepts both framings, told apart by the first byte.
 """
 
 from __future__ import annotations
 
 import io
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 
+from schemas import confluent as cf
 from schemas.errors import ContractError
 from schemas.registry import SchemaRegistry, SchemaVersion, default_registry
 from schemas.validation import ENVELOPE_FIELDS, Event, validate
@@ -25,9 +31,19 @@ HEADER_LEN = 10
 class EventCodec:
     """Encodes and decodes events; one instance per process is enough."""
 
-    def __init__(self, registry: SchemaRegistry | None = None) -> None:
+    def __init__(
+        self, registry: SchemaRegistry | None = None, confluent: cf.ConfluentFraming | None = None
+    ) -> None:
         self.registry = registry or default_registry()
+        #: Write Confluent framing through this registry client; ``None``: single-object.
+        self.confluent = confluent
         self._batch = self.registry.latest("EventBatch")
+
+    @classmethod
+    def for_registry_url(cls, url: str, registry: SchemaRegistry | None = None) -> EventCodec:
+        """The codec a process should use given ``LIENTHONG_SCHEMA_REGISTRY_URL`` (may be empty)."""
+        reg = registry or default_registry()
+        return cls(reg, cf.framing_from_url(url, reg))
 
     # -- encoding -------------------------------------------------------------
     def encode(self, event: Event, *, check: bool = True) -> bytes:
@@ -49,8 +65,11 @@ class EventCodec:
 
     def _frame(self, sv: SchemaVersion, record: dict[str, Any]) -> bytes:
         out = io.BytesIO()
-        out.write(MARKER)
-        out.write(sv.fingerprint)
+        if self.confluent is not None:
+            out.write(self.confluent.header(sv))
+        else:
+            out.write(MARKER)
+            out.write(sv.fingerprint)
         try:
             schemaless_writer(out, sv.wire, record)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -68,25 +87,36 @@ class EventCodec:
 
     # -- decoding -------------------------------------------------------------
     def schema_of(self, data: bytes) -> SchemaVersion:
-        if not isinstance(data, (bytes, bytearray)) or len(data) < HEADER_LEN:
+        """The released version that wrote ``data``, from either framing."""
+        return self._writer(data)[0]
+
+    def _writer(self, data: bytes) -> tuple[SchemaVersion, int]:
+        if not isinstance(data, (bytes, bytearray)) or not data:
+            raise ContractError("message", "empty or not bytes")
+        if data[0] == cf.MAGIC:
+            if self.confluent is None:
+                raise ContractError("message", "Confluent framing, but no schema registry is configured")
+            return self.confluent.writer_of(bytes(data)), cf.HEADER_LEN
+        if len(data) < HEADER_LEN:
             raise ContractError("message", "too short for Avro single-object encoding")
         if data[:2] != MARKER:
             raise ContractError("message", "missing the Avro single-object marker C3 01")
         sv = self.registry.by_fingerprint.get(bytes(data[2:HEADER_LEN]))
         if sv is None:
             raise ContractError("fingerprint", f"unknown writer schema {bytes(data[2:HEADER_LEN]).hex()}")
-        return sv
+        return sv, HEADER_LEN
 
     def decode_record(self, data: bytes) -> tuple[SchemaVersion, dict[str, Any]]:
-        sv = self.schema_of(data)
+        sv, header_len = self._writer(data)
         buf = io.BytesIO(data)
-        buf.seek(HEADER_LEN)
+        buf.seek(header_len)
         try:
             record = schemaless_reader(buf, sv.wire, None)
-        except Exception as exc:  # fastavro raises many types on corrupt bodies
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types on corrupt bodies
             raise ContractError("body", f"undecodable {sv.name} body: {type(exc).__name__}", sv.name) from None
         if buf.tell() != len(data):
             raise ContractError("body", f"{len(data) - buf.tell()} trailing bytes after the record", sv.name)
+        assert isinstance(record, dict)  # every contract is an Avro record
         return sv, record
 
     def decode(self, data: bytes) -> Event:
