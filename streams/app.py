@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -25,6 +27,7 @@ from schemas.codec import EventCodec
 from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
 from streams.processor import Outcome, Processor
 from streams.state import Delta, PartitionState, delta_key, partition_of_delta_key
+from streams.metrics import HubMetrics
 from streams.view import CityView, snapshot_of
 
 log = get_logger(__name__)
@@ -45,13 +48,14 @@ class Hub:
         self.published_versions: dict[int, int] = {}
         self.started_at = time.time()
         self.stats: dict[str, Any] = {"messages": 0, "skipped": 0}
+        self.metrics = HubMetrics(self)
         self.app = self._build_app()
 
     # -- construction ---------------------------------------------------------
     def _build_app(self) -> faust.App:
         s = self.settings
         data_dir = s.data_dir / "worker" / self.worker_name
-        data_dir.mkdir(parents=True, exist_ok=True)
+        reset_local_store(data_dir)
         app = faust.App(
             s.app_id,
             broker=[f"kafka://{h}" for h in self.bootstrap.split(",")],
@@ -150,6 +154,7 @@ class Hub:
             topic, partition, offset, message.value, int(message.timestamp * 1000), int(time.time() * 1000)
         )
         self.stats["messages"] += 1
+        self.metrics.record(topic, partition, offset, message.timestamp, outcome)
         key = delta_key(partition, topic, offset)
         if outcome.skipped:
             # Already applied (a replay after a crash). Write the same record again:
@@ -217,6 +222,21 @@ class Hub:
         for queue in list(self.listeners):
             if queue.qsize() < 1000:
                 queue.put_nowait(message)
+
+
+def reset_local_store(data_dir: Path) -> None:
+    """Start every worker from the changelog, with the on-disk store as a cache only.
+
+    The changelog is the source of truth. A local RocksDB store can hold a delta
+    that never reached the changelog (written locally, then SIGKILL before the
+    producer flushed), and Faust's persisted changelog offsets are then ahead of
+    the topic (it refuses to start with a ConsistencyError). Rebuilding the local
+    store on start removes both hazards; the store still keeps state on disk
+    rather than in memory while the worker runs.
+    """
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
 
 
 def create_hub(settings: Settings, bootstrap: str, worker_name: str | None = None) -> Hub:

@@ -1,23 +1,56 @@
-"""HTTP API of a worker (aiohttp): KPIs, counters, flags, agencies, health.
+"""HTTP API of a worker (aiohttp): dashboard, JSON API, live stream, metrics.
 
 Served by our own aiohttp app rather than Faust's web views, because it needs
-streaming responses (server-sent events) and static assets.
+streaming responses (server-sent events) and static assets. Every endpoint is
+described in :mod:`streams.openapi`; query filters are checked against the same
+constants, and a bad one is answered ``400 {"error", "field", "reason"}`` rather
+than an empty result that would look like "no data".
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import time
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
+from schemas.topics import AGENCIES
+from schemas.wards import city_wards, ward_codes
 from streams.clock import iso_utc
+from streams.flags import FLAG_TYPES
+from streams.metrics import CONTENT_TYPE
+from streams.openapi import DAY_PATTERN, FLAG_STATUSES, openapi_document
 from streams.state import split_counter_key
 
 if TYPE_CHECKING:
     from streams.app import Hub
 
 HUB_KEY: web.AppKey["Hub"] = web.AppKey("hub")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+#: Seconds between checks for changed KPIs and pending counts on a live stream.
+STREAM_TICK_S = 1.0
+#: Longest silence on a live stream before a keep-alive comment (proxies drop idle streams).
+STREAM_KEEPALIVE_S = 15.0
+#: A KPIs event is sent at least this often even when nothing changed.
+STREAM_KPIS_EVERY_S = 15.0
+#: Metrics shown per ward in /api/wards (the busiest-ward table of the dashboard).
+WARD_METRICS = ("events_total", "id_cards_issued", "checkins_by_id_card", "procedures_submitted")
+
+
+class FilterError(Exception):
+    """A query parameter the API refuses; turned into a 400 naming the field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
 
 
 def _hub(request: web.Request) -> "Hub":
@@ -28,12 +61,75 @@ def _as_of() -> str:
     return iso_utc(int(time.time() * 1000))
 
 
+# -- filters --------------------------------------------------------------------
+def _day(value: str) -> str:
+    if not re.fullmatch(DAY_PATTERN, value):
+        raise FilterError("day", "must be a local date YYYY-MM-DD")
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise FilterError("day", f"{value!r} is not a calendar date") from None
+    return value
+
+
+def _ward(value: str) -> str:
+    if value not in ward_codes():
+        raise FilterError("ward", "not an official ward code of Ho Chi Minh City (province 79)")
+    return value
+
+
+def _one_of(field: str, choices: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        upper = value.upper()
+        if upper not in choices:
+            raise FilterError(field, f"must be one of {', '.join(choices)}")
+        return upper
+
+    return check
+
+
+def _limit(value: str) -> str:
+    if not value.isdigit() or not 1 <= int(value) <= len(ward_codes()):
+        raise FilterError("limit", f"must be an integer from 1 to {len(ward_codes())}")
+    return value
+
+
+CHECKS: dict[str, Callable[[str], str]] = {
+    "day": _day,
+    "ward": _ward,
+    "metric": lambda v: v,
+    "status": _one_of("status", FLAG_STATUSES),
+    "type": _one_of("type", FLAG_TYPES),
+    "agency": _one_of("agency", AGENCIES),
+    "limit": _limit,
+}
+
+
 def _filters(request: web.Request, *names: str) -> dict[str, str | None]:
-    return {name: (request.query.get(name) or None) for name in names}
+    """The named query filters, checked and normalised; absent or empty means "any"."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        raw = request.query.get(name) or None
+        out[name] = None if raw is None else CHECKS[name](raw)
+    return out
 
 
+@web.middleware
+async def refuse_bad_filters(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except FilterError as exc:
+        return web.json_response(
+            {"error": "invalid query parameter", "field": exc.field, "reason": exc.reason}, status=400
+        )
+
+
+# -- JSON API -------------------------------------------------------------------
 async def healthz(request: web.Request) -> web.Response:
     hub = _hub(request)
+    await hub.metrics.refresh_lag()
     return web.json_response(
         {
             "status": "ok",
@@ -41,13 +137,19 @@ async def healthz(request: web.Request) -> web.Response:
             "partitions_owned": sorted(hub.processor.states),
             "partitions_known": hub.view.partitions_known,
             "messages": hub.stats["messages"],
+            "consumer_lag": hub.metrics.total_lag(),
+            "stream_listeners": len(hub.listeners),
         }
     )
 
 
+def _kpis_body(hub: "Hub", ward: str | None = None, day: str | None = None) -> dict[str, Any]:
+    return {"as_of": _as_of(), "filters": {"ward": ward, "day": day}, "kpis": hub.view.kpis(ward, day)}
+
+
 async def kpis(request: web.Request) -> web.Response:
     f = _filters(request, "ward", "day")
-    return web.json_response({"as_of": _as_of(), "filters": f, "kpis": _hub(request).view.kpis(**f)})
+    return web.json_response(_kpis_body(_hub(request), f["ward"], f["day"]))
 
 
 async def counters(request: web.Request) -> web.Response:
@@ -67,9 +169,9 @@ async def flags(request: web.Request) -> web.Response:
     rows = [
         flag
         for flag in _hub(request).view.flags
-        if (f["status"] is None or flag["status"] == f["status"].upper())
-        and (f["type"] is None or flag["type"] == f["type"].upper())
-        and (f["agency"] is None or flag["agency"] == f["agency"].upper())
+        if (f["status"] is None or flag["status"] == f["status"])
+        and (f["type"] is None or flag["type"] == f["type"])
+        and (f["agency"] is None or flag["agency"] == f["agency"])
         and (f["ward"] is None or flag["ward_code"] == f["ward"])
     ]
     rows.sort(key=lambda fl: (fl["opened_at"], fl["flag_id"]))
@@ -87,14 +189,123 @@ async def agencies(request: web.Request) -> web.Response:
     return web.json_response({"as_of": _as_of(), "agencies": rows})
 
 
+async def wards(request: web.Request) -> web.Response:
+    """Busiest wards first, with their official names, for the dashboard's ward table."""
+    f = _filters(request, "day", "limit")
+    hub = _hub(request)
+    names = city_wards()
+    totals: dict[str, Counter[str]] = {}
+    for key, value in hub.view.counters.items():
+        metric, ward, day = split_counter_key(key)
+        if ward and metric in WARD_METRICS and (f["day"] is None or day == f["day"]):
+            totals.setdefault(ward, Counter())[metric] += value
+    open_flags = Counter(fl["ward_code"] for fl in hub.view.open_flags(day=f["day"]) if fl["ward_code"])
+    rows = [
+        {"ward": ward, "name": names.get(ward, ward), "events": t["events_total"],
+         "id_cards_issued": t["id_cards_issued"], "checkins_by_id_card": t["checkins_by_id_card"],
+         "procedures_submitted": t["procedures_submitted"], "flags_open": open_flags[ward]}
+        for ward in set(totals) | set(open_flags)
+        for t in [totals.get(ward, Counter())]
+    ]
+    rows.sort(key=lambda r: (-r["events"], -r["flags_open"], r["ward"]))
+    limit = int(f["limit"] or 20)
+    return web.json_response({"as_of": _as_of(), "wards_total": len(rows), "wards": rows[:limit]})
+
+
+async def throughput(request: web.Request) -> web.Response:
+    minutes = _hub(request).metrics.throughput.rows()
+    return web.json_response({"as_of": _as_of(), "agencies": list(AGENCIES), "minutes": minutes})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = await _hub(request).metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+# -- server-sent events ------------------------------------------------------------
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Live changes for dashboards: KPIs, accepted counts by agency, and flags.
+
+    Fed by the hub's listener queue (one per client, bounded by the hub), so a
+    slow client never slows the stream processing; counts are coalesced per tick
+    so a busy city costs one small event a second, not one per message.
+    """
+    hub = _hub(request)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    hub.listeners.append(queue)
+    loop = asyncio.get_running_loop()
+    try:
+        await response.write(b"retry: 3000\n\n")
+        last_kpis: dict[str, Any] | None = None
+        last_kpis_at = last_write = loop.time()
+        pending: Counter[str] = Counter()
+        next_tick = loop.time()
+        while request.transport is not None and not request.transport.is_closing():
+            try:
+                message = await asyncio.wait_for(queue.get(), max(0.0, next_tick - loop.time()))
+            except TimeoutError:
+                message = None
+            out = bytearray()
+            while message is not None:
+                pending.update(message.get("accepted") or {})
+                for flag in message.get("flags") or []:
+                    out += _sse("flag", flag)
+                message = queue.get_nowait() if not queue.empty() else None
+            now = loop.time()
+            if now >= next_tick:
+                next_tick = now + STREAM_TICK_S
+                if pending:
+                    out += _sse("counts", {"at": int(time.time() * 1000), "by_agency": dict(pending)})
+                    pending.clear()
+                body = _kpis_body(hub)
+                if body["kpis"] != last_kpis or now - last_kpis_at >= STREAM_KPIS_EVERY_S:
+                    out += _sse("kpis", body)
+                    last_kpis, last_kpis_at = body["kpis"], now
+                if not out and now - last_write >= STREAM_KEEPALIVE_S:
+                    out += b": keep-alive\n\n"
+            if out:
+                await response.write(bytes(out))
+                last_write = now
+    except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+        pass  # the client went away: fall through to cleanup
+    finally:
+        if queue in hub.listeners:
+            hub.listeners.remove(queue)
+    return response
+
+
+# -- wiring ---------------------------------------------------------------------
 def build_web_app(hub: "Hub") -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[refuse_bad_filters])
     app[HUB_KEY] = hub
+    app.router.add_get("/", dashboard)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/kpis", kpis)
     app.router.add_get("/api/counters", counters)
     app.router.add_get("/api/flags", flags)
     app.router.add_get("/api/agencies", agencies)
+    app.router.add_get("/api/wards", wards)
+    app.router.add_get("/api/throughput", throughput)
+    app.router.add_get("/api/stream", stream)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_static("/static/", STATIC_DIR, show_index=False)
     return app
 
 

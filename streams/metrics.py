@@ -1,0 +1,211 @@
+"""Prometheus metrics of one worker: what operators graph and alert on.
+
+Each :class:`Hub` owns its own :class:`CollectorRegistry`, so two hubs in one
+process (tests, benchmarks) never mix their series. Per message the hub makes
+one :meth:`HubMetrics.record` call, which only bumps a few pre-resolved label
+children; everything that derives from state (open flags, heartbeat ages,
+consumer lag, owned partitions) is computed when Prometheus scrapes, not per
+event.
+
+The same call keeps a short per-minute history of accepted events by agency,
+which the dashboard draws as its throughput chart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from schemas.topics import EVENT_TOPICS
+
+if TYPE_CHECKING:
+    from streams.app import Hub
+    from streams.processor import Outcome
+
+# ``_created`` samples double every counter's series for no operator value.
+prometheus_client.disable_created_metrics()
+
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+#: Agency label of refused events: an undecodable message has no trustworthy source.
+UNKNOWN_AGENCY = "UNKNOWN"
+#: Minutes of throughput history kept for the dashboard chart.
+HISTORY_MINUTES = 60
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class ThroughputHistory:
+    """Accepted events per wall-clock minute and agency, for the last hour.
+
+    Kept in the worker because Prometheus is not always there to ask, and the
+    dashboard should show a chart from the first second it is opened.
+    """
+
+    def __init__(self, minutes: int = HISTORY_MINUTES) -> None:
+        self.minutes = minutes
+        self._buckets: OrderedDict[int, Tally[str]] = OrderedDict()
+
+    def add(self, accepted: Tally[str], now_s: float) -> None:
+        minute = int(now_s // 60) * 60
+        bucket = self._buckets.get(minute)
+        if bucket is None:
+            bucket = self._buckets[minute] = Tally()
+            while len(self._buckets) > self.minutes:
+                self._buckets.popitem(last=False)
+        bucket.update(accepted)
+
+    def rows(self, now_s: float | None = None) -> list[dict[str, Any]]:
+        """One row per minute of the window (empty minutes included), oldest first."""
+        now_minute = int((time.time() if now_s is None else now_s) // 60) * 60
+        first = now_minute - (self.minutes - 1) * 60
+        return [
+            {"minute": minute, "by_agency": dict(self._buckets.get(minute, {}))}
+            for minute in range(first, now_minute + 1, 60)
+        ]
+
+
+class _StateCollector(Collector):
+    """Gauges read from the hub's state at scrape time (nothing to do per event)."""
+
+    def __init__(self, metrics: "HubMetrics") -> None:
+        self.metrics = metrics
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        """Nothing to describe up front: the hub's state is not there yet at registration."""
+        return []
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        hub = self.metrics.hub
+        flags = GaugeMetricFamily("lienthong_flags_open", "Open data-sharing flags, by type.", labels=["type"])
+        open_by_type = Tally(f["type"] for f in hub.view.flags if f["status"] == "OPEN")
+        for flag_type, n in sorted(open_by_type.items()):
+            flags.add_metric([flag_type], n)
+        yield flags
+
+        now_ms = time.time() * 1000
+        age = GaugeMetricFamily(
+            "lienthong_connector_heartbeat_age_seconds",
+            "Seconds since the hub last received an event or heartbeat from the agency.",
+            labels=["agency"],
+        )
+        for agency, info in sorted(hub.view.agencies.items()):
+            age.add_metric([agency], max(0.0, (now_ms - info["last_seen_ms"]) / 1000))
+        yield age
+
+        lag = GaugeMetricFamily(
+            "lienthong_consumer_lag_messages",
+            "Messages in the partition not yet processed by this worker (highwater - position).",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), n in sorted(self.metrics.lag.items()):
+            lag.add_metric([topic, str(partition)], n)
+        yield lag
+
+        yield GaugeMetricFamily(
+            "lienthong_partitions_owned", "Event partitions this worker owns.", value=len(hub.processor.states)
+        )
+
+
+class HubMetrics:
+    """The metric families of one worker and the per-message recording call."""
+
+    def __init__(self, hub: "Hub") -> None:
+        self.hub = hub
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            "lienthong_events_received", "Events read from agency topics (valid, duplicate or refused).",
+            ["topic", "agency"], registry=r,
+        )
+        self.processed = Counter(
+            "lienthong_events_processed", "First-seen valid events applied to the counters.",
+            ["topic", "agency"], registry=r,
+        )
+        self.duplicate = Counter(
+            "lienthong_events_duplicate", "Events whose event_id was seen before (counted once).",
+            ["topic", "agency"], registry=r,
+        )
+        self.dead_lettered = Counter(
+            "lienthong_events_dead_lettered", "Events refused and sent to the dead-letter topic.",
+            ["topic"], registry=r,
+        )
+        self.messages = Counter(
+            "lienthong_messages_processed", "Kafka messages processed (a message may hold a batch).",
+            ["topic"], registry=r,
+        )
+        self.latency = Histogram(
+            "lienthong_processing_latency_seconds", "Kafka message timestamp to processed, in seconds.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        r.register(_StateCollector(self))
+        self.throughput = ThroughputHistory()
+        #: Next offset to process per (topic, partition), from processed messages.
+        self.positions: dict[tuple[str, int], int] = {}
+        #: Lag per (topic, partition), refreshed just before each scrape.
+        self.lag: dict[tuple[str, int], int] = {}
+        for topic in EVENT_TOPICS:  # series exist (at 0) before the first event
+            self.messages.labels(topic)
+            self.dead_lettered.labels(topic)
+
+    def record(self, topic: str, partition: int, offset: int, timestamp_s: float, outcome: "Outcome") -> None:
+        """Account one processed message; a replayed (skipped) one only moves the position."""
+        self.positions[(topic, partition)] = offset + 1
+        if outcome.skipped:
+            return
+        now = time.time()
+        self.messages.labels(topic).inc()
+        self.latency.observe(max(0.0, now - timestamp_s))
+        for agency, n in outcome.accepted.items():
+            self.processed.labels(topic, agency).inc(n)
+            self.received.labels(topic, agency).inc(n)
+        for agency, n in outcome.duplicates.items():
+            self.duplicate.labels(topic, agency).inc(n)
+            self.received.labels(topic, agency).inc(n)
+        if outcome.dead_letters:
+            self.dead_lettered.labels(topic).inc(len(outcome.dead_letters))
+            self.received.labels(topic, UNKNOWN_AGENCY).inc(len(outcome.dead_letters))
+        if outcome.accepted:
+            self.throughput.add(outcome.accepted, now)
+
+    async def refresh_lag(self) -> None:
+        """Recompute consumer lag of the owned event partitions from the Faust consumer."""
+        consumer = self.hub.app.consumer
+        lag: dict[tuple[str, int], int] = {}
+        try:
+            assignment = consumer.assignment()
+        except Exception:  # not started or mid-rebalance: no partitions to report
+            assignment = set()
+        for tp in assignment:
+            if tp.topic not in EVENT_TOPICS:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = self.positions.get((tp.topic, tp.partition))
+            if position is None:
+                position = await consumer.position(tp)
+            if position is None:
+                continue
+            lag[(tp.topic, tp.partition)] = max(0, int(highwater) - int(position))
+        self.lag = lag
+
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
+
+    async def exposition(self) -> bytes:
+        """The Prometheus text format of every series, with lag fresh for this scrape."""
+        await self.refresh_lag()
+        return generate_latest(self.registry)
+
+
+def iter_families(text: str) -> Iterator[Any]:
+    """Parsed metric families of an exposition (for the CLI and tests)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return text_string_to_metric_families(text)

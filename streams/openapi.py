@@ -1,0 +1,245 @@
+"""The OpenAPI 3.1 description of a worker's HTTP endpoints, built in code.
+
+Built from the same constants the handlers validate against (wards, flag types,
+agencies, KPI names), so the document cannot drift from what the server does;
+the integration tests check every live response against it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from schemas.topics import AGENCIES
+from schemas.wards import city_wards
+from streams.flags import FLAG_TYPES
+from streams.kpis import PLAIN_KPIS, RESIDENCE_KINDS
+
+FLAG_STATUSES = ("OPEN", "RESOLVED")
+DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def _rate() -> dict[str, Any]:
+    return {"type": "number", "minimum": 0, "maximum": 1}
+
+
+def _count() -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0}
+
+
+def _by_kind(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {kind: schema for kind in RESIDENCE_KINDS},
+        "required": list(RESIDENCE_KINDS),
+    }
+
+
+def _envelope(key: str, item: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every list response: ``as_of`` (UTC ISO time) and the rows under ``key``."""
+    props: dict[str, Any] = {"as_of": {"type": "string", "format": "date-time"}, key: item}
+    props.update(extra or {})
+    return {"type": "object", "properties": props, "required": ["as_of", key]}
+
+
+def _components() -> dict[str, Any]:
+    kpi_props: dict[str, Any] = {name: _count() for name in PLAIN_KPIS}
+    kpi_props.update(
+        residence_registrations=_by_kind(_count()),
+        residence_online_rate=_by_kind(_rate()),
+        procedures_on_time_rate=_rate(),
+        procedures_full_online_share=_rate(),
+        welfare_cashless_share=_rate(),
+        flags_open=_count(),
+    )
+    nullable_str = {"type": ["string", "null"]}
+    return {
+        "Error": {
+            "type": "object",
+            "description": "A refused request: which query field is at fault and why.",
+            "properties": {
+                "error": {"type": "string"},
+                "field": {"type": "string"},
+                "reason": {"type": "string"},
+            },
+            "required": ["error", "field", "reason"],
+        },
+        "Kpis": {"type": "object", "properties": kpi_props, "required": list(kpi_props)},
+        "KpisResponse": _envelope(
+            "kpis",
+            _ref("Kpis"),
+            {"filters": {"type": "object", "properties": {"ward": nullable_str, "day": nullable_str}}},
+        ),
+        "Counter": {
+            "type": "object",
+            "properties": {
+                "metric": {"type": "string"},
+                "ward": {"type": "string", "description": "Ward code; empty for city-level counters."},
+                "day": {"type": "string", "pattern": DAY_PATTERN},
+                "value": _count(),
+            },
+            "required": ["metric", "ward", "day", "value"],
+        },
+        "CountersResponse": _envelope("counters", {"type": "array", "items": _ref("Counter")}),
+        "Flag": {
+            "type": "object",
+            "properties": {
+                "flag_id": {"type": "string"},
+                "type": {"type": "string", "enum": list(FLAG_TYPES)},
+                "status": {"type": "string", "enum": list(FLAG_STATUSES)},
+                "agency": {"type": "string"},
+                "ward_code": {"type": "string"},
+                "subject": {"type": "string", "description": "Pseudonym or dossier id, never a raw ID number."},
+                "opened_at": {"type": "integer", "description": "UTC milliseconds (event time)."},
+                "resolved_at": {"type": ["integer", "null"]},
+                "detail": {"type": "string"},
+                "evidence": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["flag_id", "type", "status", "agency", "ward_code", "subject", "opened_at"],
+        },
+        "FlagsResponse": _envelope("flags", {"type": "array", "items": _ref("Flag")}),
+        "Agency": {
+            "type": "object",
+            "properties": {
+                "agency": {"type": "string"},
+                "events": _count(),
+                "last_seen": {"type": "string", "format": "date-time"},
+                "silent_for_s": {"type": "number"},
+            },
+            "required": ["agency", "events", "last_seen", "silent_for_s"],
+        },
+        "AgenciesResponse": _envelope("agencies", {"type": "array", "items": _ref("Agency")}),
+        "Ward": {
+            "type": "object",
+            "properties": {
+                "ward": {"type": "string"},
+                "name": {"type": "string"},
+                "events": _count(),
+                "id_cards_issued": _count(),
+                "checkins_by_id_card": _count(),
+                "procedures_submitted": _count(),
+                "flags_open": _count(),
+            },
+            "required": ["ward", "name", "events", "id_cards_issued", "checkins_by_id_card",
+                         "procedures_submitted", "flags_open"],
+        },
+        "WardsResponse": _envelope(
+            "wards", {"type": "array", "items": _ref("Ward")}, {"wards_total": _count()}
+        ),
+        "ThroughputResponse": _envelope(
+            "minutes",
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "minute": {"type": "integer", "description": "Start of the minute, UTC seconds."},
+                        "by_agency": {"type": "object", "additionalProperties": _count()},
+                    },
+                    "required": ["minute", "by_agency"],
+                },
+            },
+            {"agencies": {"type": "array", "items": {"type": "string"}}},
+        ),
+        "Health": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string", "enum": ["ok"]},
+                "worker": {"type": "string"},
+                "partitions_owned": {"type": "array", "items": {"type": "integer"}},
+                "partitions_known": _count(),
+                "messages": _count(),
+                "consumer_lag": _count(),
+                "stream_listeners": _count(),
+            },
+            "required": ["status", "worker", "partitions_owned", "partitions_known", "messages"],
+        },
+    }
+
+
+def _get(summary: str, description: str, ok: dict[str, Any], params: list[dict[str, Any]] | None = None,
+         tag: str = "api") -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": ok}
+    if params:
+        responses["400"] = _json("A query filter is invalid.", _ref("Error"))
+    return {"get": {"summary": summary, "description": description, "tags": [tag],
+                    "parameters": params or [], "responses": responses}}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document (built once per process)."""
+    wards = sorted(city_wards())
+    ward = _param("ward", "Official ward code of the city (5 digits, province 79).", {"type": "string", "enum": wards})
+    day = _param("day", "Local day in Asia/Ho_Chi_Minh, YYYY-MM-DD.",
+                 {"type": "string", "format": "date", "pattern": DAY_PATTERN})
+    metric = _param("metric", "Counter metric name, e.g. id_cards_issued.", {"type": "string"})
+    status = _param("status", "Flag status (case-insensitive).", {"type": "string", "enum": list(FLAG_STATUSES)})
+    ftype = _param("type", "Flag type (case-insensitive).", {"type": "string", "enum": list(FLAG_TYPES)})
+    agency = _param("agency", "Agency that failed to share (case-insensitive).",
+                    {"type": "string", "enum": list(AGENCIES)})
+    limit = _param("limit", "How many wards to return, busiest first.",
+                   {"type": "integer", "minimum": 1, "maximum": len(wards)})
+    paths = {
+        "/": {"get": {"summary": "Dashboard", "tags": ["dashboard"],
+                      "description": "The city dashboard page (HTML; assets under /static/).",
+                      "responses": {"200": {"description": "HTML page",
+                                            "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/api/kpis": _get("City KPIs", "The KPIs of DESIGN.md for the city, a ward and/or a day.",
+                          _json("KPIs", _ref("KpisResponse")), [ward, day]),
+        "/api/counters": _get("Counters", "Raw counters (metric × ward × local day), filtered.",
+                              _json("Counters", _ref("CountersResponse")), [metric, ward, day]),
+        "/api/flags": _get("Flags", "Data-sharing failures, open and resolved, oldest first.",
+                           _json("Flags", _ref("FlagsResponse")), [status, ftype, agency, ward]),
+        "/api/agencies": _get("Agencies", "Each agency's events and when it was last heard from.",
+                              _json("Agencies", _ref("AgenciesResponse"))),
+        "/api/wards": _get("Wards", "Per-ward totals with ward names, busiest wards first.",
+                           _json("Wards", _ref("WardsResponse")), [day, limit]),
+        "/api/throughput": _get(
+            "Throughput", "Events accepted by this worker per wall-clock minute and agency (last hour).",
+            _json("Throughput", _ref("ThroughputResponse"))),
+        "/api/stream": {"get": {
+            "summary": "Live stream", "tags": ["api"],
+            "description": (
+                "Server-sent events. `event: kpis` (data: KpisResponse) on connect and whenever the KPIs "
+                "change (checked every second); `event: counts` (data: {\"at\": ms, \"by_agency\": {...}}) "
+                "events accepted since the last one; `event: flag` (data: Flag) as flags open and resolve; "
+                "`: keep-alive` comments while idle."),
+            "responses": {"200": {"description": "An endless event stream",
+                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics", "tags": ["operations"],
+            "description": "Prometheus text exposition format (lienthong_* series).",
+            "responses": {"200": {"description": "Metrics",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/healthz": _get("Health", "Liveness and what this worker owns.", _json("Health", _ref("Health")),
+                         tag="operations"),
+        "/openapi.json": {"get": {
+            "summary": "This document", "tags": ["operations"],
+            "responses": {"200": _json("OpenAPI 3.1 document", {"type": "object"})}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "lienthong worker",
+            "version": "0.1.0",
+            "description": "City aggregates, data-sharing flags, live stream and metrics of a lienthong "
+                           "worker. Any worker answers for any ward.",
+        },
+        "paths": paths,
+        "components": {"schemas": _components()},
+    }
