@@ -1,0 +1,59 @@
+"""Deadlines in event time: which subjects to re-check when the watermark passes a time.
+
+A deadline is a key in the partition's ``pending`` store, so it is fenced,
+replayed and restored with the rest of the state. Scanning that store on every
+watermark move would cost O(pending) per message, so each rule keeps an
+in-memory heap per partition state, rebuilt from the store the first time a
+(restored) state is seen. Entries are checked against the store when popped, so
+a heap entry whose write was never committed is harmless.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Iterator
+from weakref import WeakKeyDictionary
+
+from streams.state import Change, PartitionState
+
+
+class Deadlines:
+    """Pending deadlines of one rule (``kind``), per partition."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._prefix = f"{kind}|"
+        self._heaps: WeakKeyDictionary[PartitionState, list[tuple[int, str]]] = WeakKeyDictionary()
+
+    def _key(self, deadline: int, subject: str) -> str:
+        return f"{self._prefix}{deadline:013d}|{subject}"
+
+    def _heap(self, change: Change) -> list[tuple[int, str]]:
+        heap = self._heaps.get(change.state)
+        if heap is None:
+            heap = []
+            for key, _ in change.items("pending"):
+                if key.startswith(self._prefix):
+                    deadline = int(key[len(self._prefix):].split("|", 1)[0])
+                    heap.append((deadline, key))
+            heapq.heapify(heap)
+            self._heaps[change.state] = heap
+        return heap
+
+    def add(self, change: Change, deadline: int, subject: str) -> None:
+        """Re-check ``subject`` once the watermark passes ``deadline``."""
+        key = self._key(deadline, subject)
+        if change.get("pending", key) is not None:
+            return
+        change.set("pending", key, 1)
+        heapq.heappush(self._heap(change), (deadline, key))
+
+    def due(self, change: Change, watermark: int) -> Iterator[str]:
+        """Subjects whose deadline the watermark has passed (``deadline < watermark``); each once."""
+        heap = self._heap(change)
+        while heap and heap[0][0] < watermark:
+            _, key = heapq.heappop(heap)
+            if change.get("pending", key) is None:
+                continue
+            change.delete("pending", key)
+            yield key.split("|", 2)[2]

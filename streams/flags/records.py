@@ -1,0 +1,117 @@
+"""A flag record and its lifecycle: OPEN → RESOLVED, or WITHDRAWN (deleted).
+
+Rules do not mutate flags step by step. Each rule computes the flag a subject
+*should* have from the facts in its partition's stores and the watermark, and
+:func:`reconcile` turns the difference into a store write plus one alert. Because
+the desired flag is a function of event times only, a replay of the same history
+in any cross-topic interleaving ends with the same flags.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from streams.state import Change
+
+Flag = dict[str, Any]
+
+#: Evidence lists are capped: a flag is a pointer into the data, not a copy of it.
+EVIDENCE_CAP = 20
+_ID_NUMBER = re.compile(r"(?<!\d)\d{12}(?!\d)")
+
+
+def flag_id(flag_type: str, subject: str) -> str:
+    return f"{flag_type}:{subject}"
+
+
+def scrub(text: str) -> str:
+    """Mask anything shaped like a 12-digit personal ID number (e.g. in a free-text reason)."""
+    return _ID_NUMBER.sub("•" * 12, text)[:500]
+
+
+def make_flag(
+    flag_type: str,
+    *,
+    status: str,
+    agency: str,
+    ward: str,
+    subject: str,
+    opened_at: int,
+    resolved_at: int | None = None,
+    detail: str = "",
+    evidence: list[str] | None = None,
+) -> Flag:
+    """A flag dict with exactly the fields of the ``Flag`` Avro contract."""
+    return {
+        "flag_id": flag_id(flag_type, subject),
+        "type": flag_type,
+        "status": status,
+        "agency": agency,
+        "ward_code": ward,
+        "subject": subject,
+        "opened_at": int(opened_at),
+        "resolved_at": None if resolved_at is None else int(resolved_at),
+        "detail": scrub(detail),
+        "evidence": list(dict.fromkeys(evidence or []))[:EVIDENCE_CAP],
+    }
+
+
+def reconcile(change: Change, fid: str, desired: Flag | None, *, announce_updates: bool = True) -> None:
+    """Make the stored flag ``fid`` equal ``desired``; announce what changed on the alerts topic.
+
+    * nothing stored, something desired: the flag opens (possibly already RESOLVED,
+      when the late data was consumed before the deadline was noticed);
+    * stored and desired differ: it resolves, re-opens or its details change;
+    * stored, nothing desired: the data turned out to be within its SLA, so the flag
+      is deleted and announced once more as WITHDRAWN.
+
+    ``announce_updates=False`` publishes only status changes, so tallies that bump a
+    count on every event do not flood the alerts topic.
+    """
+    current = change.get("flags", fid)
+    if desired is None:
+        if current is not None:
+            change.delete("flags", fid)
+            change.flag_changes.append(dict(current, status="WITHDRAWN"))
+        return
+    if current == desired:
+        return
+    change.set("flags", fid, desired)
+    if announce_updates or current is None or current["status"] != desired["status"]:
+        change.flag_changes.append(desired)
+
+
+def open_flag(
+    change: Change,
+    flag_type: str,
+    *,
+    agency: str,
+    ward: str,
+    subject: str,
+    opened_at: int,
+    detail: str = "",
+    evidence: list[str] | None = None,
+) -> Flag | None:
+    """Open a flag unless one of that type is already known for the subject."""
+    fid = flag_id(flag_type, subject)
+    if change.get("flags", fid) is not None:
+        return None
+    flag = make_flag(flag_type, status="OPEN", agency=agency, ward=ward, subject=subject,
+                     opened_at=opened_at, detail=detail, evidence=evidence)
+    reconcile(change, fid, flag)
+    return flag
+
+
+def resolve_flag(
+    change: Change, flag_type: str, subject: str, resolved_at: int, evidence: list[str] | None = None
+) -> Flag | None:
+    """Resolve an open flag: the missing data arrived (late)."""
+    fid = flag_id(flag_type, subject)
+    flag = change.get("flags", fid)
+    if flag is None or flag["status"] != "OPEN":
+        return None
+    flag = dict(flag, status="RESOLVED", resolved_at=int(resolved_at),
+                evidence=list(dict.fromkeys(flag["evidence"] + list(evidence or [])))[:EVIDENCE_CAP + 1])
+    reconcile(change, fid, flag)
+    return flag
