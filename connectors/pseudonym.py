@@ -13,7 +13,7 @@ import re
 
 from schemas.errors import ContractError
 
-_CITIZEN_ID = re.compile(r"^\d{12}$")
+_CITIZEN_ID = re.compile(r"^[0-9]{12}$")  # ASCII only: \d would also accept other scripts' digits
 
 
 class Pseudonymiser:
