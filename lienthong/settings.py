@@ -16,6 +16,12 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"LIENTHONG_{name}", default)
 
 
+def _sla_from_env() -> dict[str, float]:
+    """``LIENTHONG_SLA_<NAME>=<hours>`` overrides; names and defaults live in ``streams/sla.py``."""
+    prefix = "LIENTHONG_SLA_"
+    return {k[len(prefix):].upper(): float(v) for k, v in os.environ.items() if k.startswith(prefix) and v.strip()}
+
+
 @dataclass(frozen=True)
 class Settings:
     #: Kafka bootstrap servers; empty means "start the embedded broker".
@@ -40,6 +46,7 @@ class Settings:
     #: Optional Confluent schema registry URL; when set, producers use its framing.
     schema_registry_url: str = ""
     gateway_credentials: str = ""
+    #: SLA overrides in hours by name (``LIENTHONG_SLA_<NAME>``), over ``streams.sla`` defaults.
     sla: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -59,6 +66,7 @@ class Settings:
             log_level=_env("LOG_LEVEL", "INFO"),
             schema_registry_url=_env("SCHEMA_REGISTRY_URL", ""),
             gateway_credentials=_env("GATEWAY_CREDENTIALS", ""),
+            sla=_sla_from_env(),
         )
 
     def with_(self, **changes: object) -> "Settings":

@@ -25,7 +25,10 @@ from lienthong.logs import get_logger
 from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
+from streams.flags import default_rules
 from streams.processor import Outcome, Processor
+from streams.silence import SilenceMonitor, owns_publisher_partition
+from streams.sla import resolve_sla, sla_ms
 from streams.state import Delta, PartitionState, delta_key, partition_of_delta_key
 from streams.metrics import HubMetrics
 from streams.view import CityView, snapshot_of
@@ -41,9 +44,11 @@ class Hub:
         self.bootstrap = bootstrap
         self.worker_name = worker_name or f"{os.uname().nodename}-{os.getpid()}"
         self.codec = EventCodec()
-        self.processor = Processor(self.codec)
+        self.processor = Processor(self.codec, default_rules(settings.sla))
+        self.silence = SilenceMonitor(sla_ms(resolve_sla(settings.sla), "AGENCY_SILENT"))
         self.view = CityView()
         self.view.local = self.processor.states
+        self.view.live_flags.append(self.silence.flags)
         self.listeners: list[asyncio.Queue[dict[str, Any]]] = []
         self.published_versions: dict[int, int] = {}
         self.started_at = time.time()
@@ -99,6 +104,10 @@ class Hub:
         @app.timer(interval=s.snapshot_interval, name="lienthong.publish-snapshots")
         async def publish_snapshots() -> None:
             await hub.publish_snapshots()
+
+        @app.timer(interval=self.silence.interval_s, name="lienthong.agency-silence")
+        async def watch_agency_silence() -> None:
+            await hub.check_silence()
 
         @app.task
         async def read_snapshots() -> None:
@@ -182,6 +191,16 @@ class Hub:
             self.processor.drop(partition)
             self.published_versions.pop(partition, None)
         log.info("partitions_revoked", partitions=sorted({tp.partition for tp in revoked}))
+
+    async def check_silence(self) -> None:
+        """AGENCY_SILENT on the wall clock; announced only by the heartbeats-partition-0 owner."""
+        changes = self.silence.check(self.view.agencies, int(time.time() * 1000))
+        if not changes:
+            return
+        if owns_publisher_partition(self.app.consumer.assignment()):
+            for flag in changes:
+                await self.alerts_topic.send(key=flag["flag_id"].encode(), value=self.codec.encode_record("Flag", flag))
+        self.notify({"kind": "silence", "flags": changes})
 
     # -- snapshots for dashboards and the replicated view ----------------------
     async def publish_snapshots(self) -> None:

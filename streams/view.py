@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from streams.kpis import compute_kpis, filter_counters
 from streams.state import PartitionState
@@ -39,6 +39,9 @@ class CityView:
         self._counters: Counter[str] = Counter()
         self._flags: list[dict[str, Any]] = []
         self._agencies: dict[str, dict[str, Any]] = {}
+        #: Flags kept outside partition state (AGENCY_SILENT, wall clock): callables
+        #: returning the current ones, merged into ``flags`` on every read.
+        self.live_flags: list[Callable[[], list[dict[str, Any]]]] = []
 
     def accept_snapshot(self, snapshot: dict[str, Any]) -> None:
         """Keep the newest snapshot per partition (by sequence: owners never go back)."""
@@ -90,7 +93,9 @@ class CityView:
     @property
     def flags(self) -> list[dict[str, Any]]:
         self._refresh()
-        return self._flags
+        if not self.live_flags:
+            return self._flags
+        return self._flags + [flag for source in self.live_flags for flag in source()]
 
     @property
     def agencies(self) -> dict[str, dict[str, Any]]:

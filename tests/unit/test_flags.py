@@ -366,3 +366,52 @@ def test_replay_in_another_cross_topic_interleaving_gives_the_same_flags(seed):
     assert {f["type"] for f in in_time_order.values()} >= {
         "SYNC_FAILED", "SYNC_MISSING", "INSURANCE_NOT_SHARED", "CHAIN_STALLED", "PROCEDURE_OVERDUE",
         "DUPLICATE_EVENT", "LATE_EVENT"}
+
+
+# -- deadlines survive a restore -------------------------------------------------
+def test_pending_deadline_survives_a_restore_from_the_delta_log():
+    from streams.state import PartitionState
+
+    feed = Feed()
+    deltas = []
+    for e in (card(T0),):
+        topic = TOPIC_OF_EVENT[e["event_type"]]
+        deltas.append(feed.processor.process(topic, 0, 0, CODEC.encode(e), T0).delta)
+    restored = Processor(CODEC, default_rules())
+    restored.adopt(PartitionState.fold(0, deltas))
+    late = welfare(T0 + 4 * D)
+    restored.process("lienthong.welfare", 0, 0, CODEC.encode(late), T0)
+    assert [f["type"] for f in restored.state(0).stores["flags"].values()] == ["SYNC_MISSING"]
+
+
+# -- AGENCY_SILENT (wall clock) ----------------------------------------------------
+def test_agency_silent_past_the_threshold_opens_and_resolves_when_heard_again():
+    from streams.silence import SilenceMonitor
+
+    monitor = SilenceMonitor(threshold_ms=60_000)
+    assert monitor.check({"LABOUR": {"last_seen_ms": T0}}, T0 + 60_000) == []
+    [opened] = monitor.check({"LABOUR": {"last_seen_ms": T0}}, T0 + 60_001)
+    assert (opened["status"], opened["opened_at"], opened["subject"]) == ("OPEN", T0 + 60_000, "LABOUR")
+    assert monitor.check({"LABOUR": {"last_seen_ms": T0}}, T0 + 90_000) == []  # announced once
+    [resolved] = monitor.check({"LABOUR": {"last_seen_ms": T0 + 95_000}}, T0 + 96_000)
+    assert (resolved["status"], resolved["resolved_at"]) == ("RESOLVED", T0 + 95_000)
+
+
+def test_agency_never_seen_is_never_silent():
+    from streams.silence import SilenceMonitor
+
+    assert SilenceMonitor(threshold_ms=1).check({}, T0) == []
+
+
+# -- SLA configuration ---------------------------------------------------------------
+def test_sla_environment_override_reaches_the_rules(monkeypatch):
+    from lienthong.settings import Settings
+
+    monkeypatch.setenv("LIENTHONG_SLA_INSURANCE_SYNC", "12")
+    feed = Feed(Settings.from_env().sla).send(card(T0), welfare(T0 + 13 * H))
+    assert feed.only("SYNC_MISSING")["opened_at"] == T0 + 12 * H
+
+
+def test_unknown_sla_name_is_refused():
+    with pytest.raises(ValueError, match="unknown SLA"):
+        default_rules({"INSURANCE_SYNK": 12})
