@@ -17,8 +17,10 @@ from __future__ import annotations
 import itertools
 import signal
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
-from typing import Iterator
+from typing import Self
 
 import click
 from tqdm import tqdm
@@ -33,7 +35,15 @@ from lienthong.settings import Settings
 from lienthong.topics import ensure_topics
 from schemas.topics import AGENCIES
 
-__all__ = ["CityShape", "generate_city", "stream_city", "write_csv", "run_simulation", "events_per_day"]
+__all__ = [
+    "CityShape",
+    "events_per_day",
+    "export_csv",
+    "generate_city",
+    "run_simulation",
+    "stream_city",
+    "write_csv",
+]
 
 log = get_logger(__name__)
 
@@ -68,7 +78,7 @@ class _StopSignal:
         self.requested = False
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> "_StopSignal":
+    def __enter__(self) -> Self:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._request)
         return self
@@ -81,7 +91,9 @@ class _StopSignal:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
-def _paced(records: Iterator[RawEvent], rate: float, duration: float | None, stop: _StopSignal) -> Iterator[RawEvent]:
+def _paced(
+    records: Iterator[RawEvent], rate: float, duration: float | None, stop: _StopSignal
+) -> Iterator[RawEvent]:
     """Release records at ``rate`` per wall-clock second until the end, the duration or a signal."""
     started = time.monotonic()
     for sent, record in enumerate(records):
@@ -98,6 +110,13 @@ def _paced(records: Iterator[RawEvent], rate: float, duration: float | None, sto
                 break
             time.sleep(min(due - now, 0.2))
         yield record
+
+
+def export_csv(
+    directory: Path, *, seed: int, events: int, days: float, start: str
+) -> dict[str, Path]:
+    """Write the city ``simulate --events`` would publish as per-agency CSV exports."""
+    return write_csv(generate_city(seed, parse_time(start, "start"), days, events), directory)
 
 
 def run_simulation(
@@ -120,15 +139,30 @@ def run_simulation(
     ensure_topics(settings.broker, settings.partitions)
     pseudonymiser = Pseudonymiser(settings.resolved_pseudonym_key())
     publishers = {
-        agency: Publisher(settings.broker, connector=f"simulator-{agency.lower()}", batch_size=batch_size,
-                          heartbeat_source=agency, heartbeat_interval=HEARTBEAT_INTERVAL_S)
+        agency: Publisher(
+            settings.broker,
+            connector=f"simulator-{agency.lower()}",
+            batch_size=batch_size,
+            heartbeat_source=agency,
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+        )
         for agency in AGENCIES
     }
     published = 0
-    log.info("simulation_started", seed=seed, rate=rate, days=days, events=events, duration=duration,
-             events_per_day=round(density, 1))
+    log.info(
+        "simulation_started",
+        seed=seed,
+        rate=rate,
+        days=days,
+        events=events,
+        duration=duration,
+        events_per_day=round(density, 1),
+    )
     try:
-        with _StopSignal() as stop, tqdm(total=events, unit="ev", desc=f"simulate seed={seed}") as bar:
+        with (
+            _StopSignal() as stop,
+            tqdm(total=events, unit="ev", desc=f"simulate seed={seed}") as bar,
+        ):
             for record in _paced(records, rate, duration, stop):
                 event = prepare(record, pseudonymiser)
                 publishers[event["source"]].publish(event, check=False)
@@ -139,7 +173,7 @@ def run_simulation(
         for publisher in publishers.values():
             try:
                 publisher.close()
-            except Exception as exc:  # close every publisher even if one failed
+            except Exception as exc:  # noqa: BLE001 - close every publisher even if one failed
                 errors.append(exc)
         log.info("simulation_stopped", published=published)
         click.echo(f"published {published} events")

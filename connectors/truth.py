@@ -20,8 +20,9 @@ Rules (DESIGN.md):
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 CITY_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -31,12 +32,24 @@ RESIDENCE_KINDS = ("PERMANENT", "TEMPORARY", "ABSENCE", "STAY_NOTICE")
 CHAINS: dict[str, tuple[tuple[str, Any], ...]] = {
     "birth": (
         ("registered", lambda e: e["event_type"] == "BirthRegistered"),
-        ("residence", lambda e: e["event_type"] == "ResidenceRegistered" and e.get("kind") == "PERMANENT"),
-        ("insurance", lambda e: e["event_type"] == "HealthInsuranceCardIssued" and e.get("for_child_under_6") is True),
+        (
+            "residence",
+            lambda e: e["event_type"] == "ResidenceRegistered" and e.get("kind") == "PERMANENT",
+        ),
+        (
+            "insurance",
+            lambda e: (
+                e["event_type"] == "HealthInsuranceCardIssued"
+                and e.get("for_child_under_6") is True
+            ),
+        ),
     ),
     "death": (
         ("registered", lambda e: e["event_type"] == "DeathRegistered"),
-        ("deregistered", lambda e: e["event_type"] == "ResidenceDeregistered" and e.get("reason") == "DEATH"),
+        (
+            "deregistered",
+            lambda e: e["event_type"] == "ResidenceDeregistered" and e.get("reason") == "DEATH",
+        ),
         ("allowance", lambda e: e["event_type"] == "FuneralAllowanceGranted"),
     ),
 }
@@ -44,7 +57,7 @@ CHAINS: dict[str, tuple[tuple[str, Any], ...]] = {
 
 def city_day(ms: int) -> str:
     """ISO date of a UTC millisecond time in the city's zone."""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).astimezone(CITY_ZONE).date().isoformat()
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(CITY_ZONE).date().isoformat()
 
 
 def _rate(part: int, whole: int) -> float:
@@ -129,7 +142,9 @@ def expected_kpis(
         of.setdefault(event["event_type"], []).append(event)
 
     def count(event_type: str, **where: Any) -> int:
-        return sum(1 for e in of.get(event_type, []) if all(e.get(k) == v for k, v in where.items()))
+        return sum(
+            1 for e in of.get(event_type, []) if all(e.get(k) == v for k, v in where.items())
+        )
 
     registrations = {k: count("ResidenceRegistered", kind=k) for k in RESIDENCE_KINDS}
     online = {k: count("ResidenceRegistered", kind=k, channel="ONLINE") for k in RESIDENCE_KINDS}
@@ -151,7 +166,9 @@ def expected_kpis(
         "procedures_completed": completed,
         "procedures_completed_on_time": on_time,
         "procedures_on_time_rate": _rate(on_time, completed),
-        "procedures_full_online_share": _rate(count("ProcedureSubmitted", online_level="FULL"), submitted),
+        "procedures_full_online_share": _rate(
+            count("ProcedureSubmitted", online_level="FULL"), submitted
+        ),
         "birth_chain_received": chains["birth_chain_received"],
         "birth_chain_completed": chains["birth_chain_completed"],
         "death_chain_received": chains["death_chain_received"],

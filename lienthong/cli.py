@@ -120,12 +120,20 @@ def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progre
 @click.option("--days", type=float, default=7.0, show_default=True, help="Days of event time to spread the traffic over.")
 @click.option("--start", default="2024-06-01T00:00:00+07:00", show_default=True, help="Event time of the first event.")
 @click.option("--batch-size", type=int, default=100, show_default=True, help="Events per Kafka message.")
+@click.option("--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the city (--events records) as one CSV export per agency into this folder; publish nothing.")
 @click.pass_context
 def simulate(ctx: click.Context, seed: int, rate: float, duration: float | None, events: int | None,
-             days: float, start: str, batch_size: int) -> None:
+             days: float, start: str, batch_size: int, csv_dir: Path | None) -> None:
     """Publish realistic city traffic: every flow, chains, failures, late and duplicate events."""
-    from connectors.simulator import run_simulation
+    from connectors.simulator import export_csv, run_simulation
 
+    if csv_dir is not None:
+        if events is None:
+            raise click.UsageError("--csv needs --events (how many records to write)")
+        for agency, path in export_csv(csv_dir, seed=seed, events=events, days=days, start=start).items():
+            click.echo(f"{agency}: {path}  (lienthong import {path} --agency {agency})")
+        return
     settings = _settings(ctx)
     if not settings.broker:
         raise click.UsageError("simulate needs a running broker: set LIENTHONG_BROKER or --broker")

@@ -24,9 +24,10 @@ import heapq
 import itertools
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from schemas.topics import SOURCE_OF_EVENT
 from schemas.wards import city_wards
@@ -45,23 +46,29 @@ SIMULATION_NAMESPACE = uuid.UUID("0c6d3f0e-4b8e-5a57-9d1f-6f7e2a1c5b93")
 #: The city's province code, the first three digits of a personal ID number.
 PROVINCE_PREFIX = "079"
 
+# fmt: off
 #: Relative activity by local hour: counters open 7:30-11:30 and 13:30-17:00.
 HOURLY_ACTIVITY: tuple[float, ...] = (
     0.15, 0.10, 0.10, 0.10, 0.15, 0.30, 0.60, 1.40, 1.90, 1.90, 1.80, 1.50,
     0.90, 1.10, 1.80, 1.80, 1.50, 1.00, 0.70, 0.60, 0.50, 0.40, 0.30, 0.20,
 )
+# fmt: on
 _MEAN_ACTIVITY = sum(HOURLY_ACTIVITY) / len(HOURLY_ACTIVITY)
 
 PROCEDURES: tuple[tuple[str, str, int], ...] = (
     # (national procedure code, handling agency, days allowed)
-    ("1.001612", "CONG_AN_TP", 7),        # permanent residence registration
-    ("1.004227", "SO_TU_PHAP", 10),        # judicial record certificate
-    ("2.000908", "UBND_PHUONG", 3),        # certified copy
-    ("1.010736", "SO_LDTBXH", 15),         # social allowance
-    ("1.004194", "SO_XAY_DUNG", 15),       # construction permit
+    ("1.001612", "CONG_AN_TP", 7),  # permanent residence registration
+    ("1.004227", "SO_TU_PHAP", 10),  # judicial record certificate
+    ("2.000908", "UBND_PHUONG", 3),  # certified copy
+    ("1.010736", "SO_LDTBXH", 15),  # social allowance
+    ("1.004194", "SO_XAY_DUNG", 15),  # construction permit
     ("1.001766", "SO_KE_HOACH_DAU_TU", 5),  # business registration
 )
-SYNC_FAILURES: tuple[str, ...] = ("CARD_NOT_IN_INSURANCE_DB", "PERSONAL_DATA_MISMATCH", "UPSTREAM_TIMEOUT")
+SYNC_FAILURES: tuple[str, ...] = (
+    "CARD_NOT_IN_INSURANCE_DB",
+    "PERSONAL_DATA_MISMATCH",
+    "UPSTREAM_TIMEOUT",
+)
 WELFARE_AMOUNTS_VND: tuple[int, ...] = (500_000, 750_000, 1_000_000, 1_500_000, 2_000_000)
 #: 408 of the city's 409 facilities check patients in by ID card.
 FACILITIES = 408
@@ -99,21 +106,42 @@ class CityShape:
     checkin_lookup_error: float = 0.01
     #: Registration kinds (stay notices dominate; absence floored at 2% to stay visible).
     residence_kinds: tuple[tuple[str, float], ...] = (
-        ("PERMANENT", 0.10), ("TEMPORARY", 0.27), ("ABSENCE", 0.02), ("STAY_NOTICE", 0.61),
+        ("PERMANENT", 0.10),
+        ("TEMPORARY", 0.27),
+        ("ABSENCE", 0.02),
+        ("STAY_NOTICE", 0.61),
     )
     residence_online: tuple[tuple[str, float], ...] = (
-        ("PERMANENT", 59_347 / 61_998), ("TEMPORARY", 206_941 / 222_115),
-        ("ABSENCE", 563 / 629), ("STAY_NOTICE", 561_532 / 567_299),
+        ("PERMANENT", 59_347 / 61_998),
+        ("TEMPORARY", 206_941 / 222_115),
+        ("ABSENCE", 563 / 629),
+        ("STAY_NOTICE", 561_532 / 567_299),
     )
     #: 611 end-to-end and 355 partial online procedures; a few still at the counter.
-    online_levels: tuple[tuple[str, float], ...] = (("FULL", 611.0), ("PARTIAL", 355.0), ("NONE", 20.0))
+    online_levels: tuple[tuple[str, float], ...] = (
+        ("FULL", 611.0),
+        ("PARTIAL", 355.0),
+        ("NONE", 20.0),
+    )
     procedure_never_completed: float = 0.12
     #: Dossiers split between city and ministry systems run late more often.
-    procedure_on_time: tuple[tuple[str, float], ...] = (("FULL", 0.92), ("PARTIAL", 0.78), ("NONE", 0.70))
-    procedure_outcomes: tuple[tuple[str, float], ...] = (("APPROVED", 0.90), ("REJECTED", 0.07), ("WITHDRAWN", 0.03))
+    procedure_on_time: tuple[tuple[str, float], ...] = (
+        ("FULL", 0.92),
+        ("PARTIAL", 0.78),
+        ("NONE", 0.70),
+    )
+    procedure_outcomes: tuple[tuple[str, float], ...] = (
+        ("APPROVED", 0.90),
+        ("REJECTED", 0.07),
+        ("WITHDRAWN", 0.03),
+    )
     birth_chain_complete: float = 20_630 / 27_513
     death_chain_complete: float = 2_743 / 4_229
-    judicial_channels: tuple[tuple[str, float], ...] = (("VNEID", 0.45), ("PORTAL", 0.35), ("COUNTER", 0.20))
+    judicial_channels: tuple[tuple[str, float], ...] = (
+        ("VNEID", 0.45),
+        ("PORTAL", 0.35),
+        ("COUNTER", 0.20),
+    )
     welfare_cashless: float = 0.88
     child_insurance_card: float = 0.5
     #: Share of records re-sent with the same event_id, and arriving a day or more late.
@@ -159,7 +187,9 @@ class _City:
         wards = sorted(city_wards())
         # Some wards are far busier than others; which ones is part of the seed's city.
         self.wards = wards
-        self.ward_cumulative = list(itertools.accumulate(self.rng.lognormvariate(0, 0.6) for _ in wards))
+        self.ward_cumulative = list(
+            itertools.accumulate(self.rng.lognormvariate(0, 0.6) for _ in wards)
+        )
         self.stories = _picker(shape.story_weights)
         self.residence_kinds = _picker(shape.residence_kinds)
         self.online_levels = _picker(shape.online_levels)
@@ -206,12 +236,21 @@ class _City:
         return f"{prefix}-{_yymmdd(at_ms)}-S{self.seed}-{next(self.dossier_serial):07d}"
 
     # -- records -------------------------------------------------------------
-    def emit(self, event_type: str, at_ms: float, ward: str, citizen_id: str,
-             correlation_id: str | None = None, **payload: Any) -> RawEvent:
+    def emit(
+        self,
+        event_type: str,
+        at_ms: float,
+        ward: str,
+        citizen_id: str,
+        correlation_id: str | None = None,
+        **payload: Any,
+    ) -> RawEvent:
         """Queue one record for arrival; a few arrive late, a few are re-sent."""
         event: RawEvent = {
             "event_type": event_type,
-            "event_id": str(uuid.uuid5(SIMULATION_NAMESPACE, f"{self.seed}/{next(self.event_index)}")),
+            "event_id": str(
+                uuid.uuid5(SIMULATION_NAMESPACE, f"{self.seed}/{next(self.event_index)}")
+            ),
             "source": SOURCE_OF_EVENT[event_type],
             "occurred_at": int(at_ms),
             "ward_code": ward,
@@ -237,21 +276,43 @@ class _City:
         """ID card → e-ID → insurance sync → hospital check-ins, one citizen throughout."""
         s = self.shape
         cid = self.adult(t)
-        self.emit("IdCardIssued", t, ward, cid, card_kind="CAN_CUOC" if t >= CAN_CUOC_FROM_MS else "CCCD_CHIP")
+        self.emit(
+            "IdCardIssued",
+            t,
+            ward,
+            cid,
+            card_kind="CAN_CUOC" if t >= CAN_CUOC_FROM_MS else "CCCD_CHIP",
+        )
         if self.chance(s.eid_activation):
             level = "LEVEL_2" if self.chance(s.eid_level2) else "LEVEL_1"
-            self.emit("EIdActivated", t + self.within(10 * MINUTE_MS, 3 * DAY_MS), ward, cid, level=level)
+            self.emit(
+                "EIdActivated", t + self.within(10 * MINUTE_MS, 3 * DAY_MS), ward, cid, level=level
+            )
         insured_from: float | None = None
         if self.chance(s.insurance_sync):
             late = self.chance(s.insurance_sync_late)
-            at = t + (self.within(2 * DAY_MS, 6 * DAY_MS) if late else self.within(5 * MINUTE_MS, 6 * HOUR_MS))
+            at = t + (
+                self.within(2 * DAY_MS, 6 * DAY_MS)
+                if late
+                else self.within(5 * MINUTE_MS, 6 * HOUR_MS)
+            )
             if self.chance(s.insurance_sync_failed):
-                self.emit("HealthInsuranceSynced", at, ward, cid, outcome="FAILED",
-                          failure_reason=self.rng.choice(SYNC_FAILURES))
+                self.emit(
+                    "HealthInsuranceSynced",
+                    at,
+                    ward,
+                    cid,
+                    outcome="FAILED",
+                    failure_reason=self.rng.choice(SYNC_FAILURES),
+                )
             else:
-                self.emit("HealthInsuranceSynced", at, ward, cid, outcome="SYNCED", failure_reason=None)
+                self.emit(
+                    "HealthInsuranceSynced", at, ward, cid, outcome="SYNCED", failure_reason=None
+                )
                 insured_from = at
-        visits = bisect.bisect_right(list(itertools.accumulate(s.checkins)), self.rng.random() * sum(s.checkins))
+        visits = bisect.bisect_right(
+            list(itertools.accumulate(s.checkins)), self.rng.random() * sum(s.checkins)
+        )
         for _ in range(min(visits, len(s.checkins) - 1)):
             at = t + self.within(HOUR_MS, 10 * DAY_MS)
             if self.chance(s.checkin_lookup_error):
@@ -261,7 +322,9 @@ class _City:
             else:
                 lookup = "NOT_FOUND"  # insurance not shared (yet) for a carded citizen
             facility = f"79-BV{self.rng.randint(1, FACILITIES):03d}"
-            self.emit("MedicalCheckIn", at, ward, cid, facility_code=facility, insurance_lookup=lookup)
+            self.emit(
+                "MedicalCheckIn", at, ward, cid, facility_code=facility, insurance_lookup=lookup
+            )
 
     def _residence(self, t: float, ward: str) -> None:
         kind = self.pick(self.residence_kinds)
@@ -278,16 +341,24 @@ class _City:
         dossier = self.dossier("HS", t)
         cid = self.adult(t)
         due = int(t) + days * DAY_MS
-        self.emit("ProcedureSubmitted", t, ward, cid, dossier, procedure_code=code, agency_code=agency,
-                  online_level=level, due_at=due)
+        self.emit(
+            "ProcedureSubmitted",
+            t,
+            ward,
+            cid,
+            dossier,
+            procedure_code=code,
+            agency_code=agency,
+            online_level=level,
+            due_at=due,
+        )
         if self.chance(self.shape.procedure_never_completed):
             return  # overdue for good
         if self.chance(self.on_time[level]):
             done = t + self.within(0.1, 1.0) * (due - t)
         else:
             done = due + self.within(HOUR_MS, 5 * DAY_MS)
-        self.emit("ProcedureCompleted", done, ward, cid, dossier,
-                  outcome=self.pick(self.outcomes))
+        self.emit("ProcedureCompleted", done, ward, cid, dossier, outcome=self.pick(self.outcomes))
 
     def _chain_stage(self, complete: float) -> int:
         """How far an interconnected dossier gets: 3 (done) or stalled after step 1 or 2."""
@@ -304,10 +375,14 @@ class _City:
         if stage >= 2:
             t2 = t + self.within(2 * HOUR_MS, 2 * DAY_MS)
             channel = "ONLINE" if self.chance(self.residence_online["PERMANENT"]) else "COUNTER"
-            self.emit("ResidenceRegistered", t2, ward, child, dossier, kind="PERMANENT", channel=channel)
+            self.emit(
+                "ResidenceRegistered", t2, ward, child, dossier, kind="PERMANENT", channel=channel
+            )
             if stage >= 3:
                 t3 = t2 + self.within(DAY_MS, 5 * DAY_MS)
-                self.emit("HealthInsuranceCardIssued", t3, ward, child, dossier, for_child_under_6=True)
+                self.emit(
+                    "HealthInsuranceCardIssued", t3, ward, child, dossier, for_child_under_6=True
+                )
 
     def _death(self, t: float, ward: str) -> None:
         """Death → residence deletion → funeral allowance, under one dossier id."""
@@ -323,12 +398,24 @@ class _City:
                 self.emit("FuneralAllowanceGranted", t3, ward, deceased, dossier)
 
     def _judicial(self, t: float, ward: str) -> None:
-        self.emit("JudicialRecordIssued", t, ward, self.adult(t), channel=self.pick(self.judicial_channels))
+        self.emit(
+            "JudicialRecordIssued",
+            t,
+            ward,
+            self.adult(t),
+            channel=self.pick(self.judicial_channels),
+        )
 
     def _welfare(self, t: float, ward: str) -> None:
         channel = "BANK_ACCOUNT" if self.chance(self.shape.welfare_cashless) else "CASH"
-        self.emit("WelfarePaid", t, ward, self.adult(t), channel=channel,
-                  amount_vnd=self.rng.choice(WELFARE_AMOUNTS_VND))
+        self.emit(
+            "WelfarePaid",
+            t,
+            ward,
+            self.adult(t),
+            channel=channel,
+            amount_vnd=self.rng.choice(WELFARE_AMOUNTS_VND),
+        )
 
     def _insurance_card(self, t: float, ward: str) -> None:
         """A card issued outside the birth procedure (no dossier), child or adult."""
@@ -353,20 +440,24 @@ class _City:
 
 
 def _year(at_ms: float) -> int:
-    return datetime.fromtimestamp((at_ms + CITY_OFFSET_MS) / 1000, tz=timezone.utc).year
+    return datetime.fromtimestamp((at_ms + CITY_OFFSET_MS) / 1000, tz=UTC).year
 
 
 def _yymmdd(at_ms: float) -> str:
-    local = datetime.fromtimestamp((at_ms + CITY_OFFSET_MS) / 1000, tz=timezone.utc)
+    local = datetime.fromtimestamp((at_ms + CITY_OFFSET_MS) / 1000, tz=UTC)
     return local.strftime("%y%m%d")
 
 
-def stream_city(seed: int, start_ms: int, events_per_day: float, shape: CityShape | None = None) -> Iterator[RawEvent]:
+def stream_city(
+    seed: int, start_ms: int, events_per_day: float, shape: CityShape | None = None
+) -> Iterator[RawEvent]:
     """An endless stream of raw records in arrival order, ``events_per_day`` on average."""
     return iter(_City(seed, start_ms, events_per_day, shape or CityShape()))
 
 
-def generate_city(seed: int, start_ms: int, days: float, events: int, shape: CityShape | None = None) -> list[RawEvent]:
+def generate_city(
+    seed: int, start_ms: int, days: float, events: int, shape: CityShape | None = None
+) -> list[RawEvent]:
     """Exactly ``events`` raw records spread over about ``days`` of city time.
 
     The same arguments always give the same list (event ids included); it is the

@@ -9,20 +9,29 @@ re-sent duplicate stays a duplicate after import.
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from schemas.topics import AGENCIES, SOURCE_OF_EVENT
 from schemas.validation import payload_fields
 
-ENVELOPE_COLUMNS = ("event_type", "event_id", "source", "occurred_at", "ward_code", "citizen_id", "correlation_id")
+ENVELOPE_COLUMNS = (
+    "event_type",
+    "event_id",
+    "source",
+    "occurred_at",
+    "ward_code",
+    "citizen_id",
+    "correlation_id",
+)
 TIME_COLUMNS = ("occurred_at", "due_at")
 
 
 def iso_z(ms: int) -> str:
     """UTC epoch milliseconds as ISO 8601 with ``Z`` (milliseconds kept, so times round-trip)."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -29,7 +29,11 @@ def month() -> tuple[dict[str, Any], ...]:
 
 
 def of(event_type: str, **where: Any) -> list[dict[str, Any]]:
-    return [e for e in month() if e["event_type"] == event_type and all(e.get(k) == v for k, v in where.items())]
+    return [
+        e
+        for e in month()
+        if e["event_type"] == event_type and all(e.get(k) == v for k, v in where.items())
+    ]
 
 
 def unique(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -86,13 +90,22 @@ def test_city_time_spans_about_the_requested_days():
 
 def test_insurance_sync_and_checkins_share_the_card_holders_citizen_id():
     carded = {e["citizen_id"] for e in month() if e["event_type"] == "IdCardIssued"}
-    followers = [e for e in month()[:15_000] if e["event_type"] in ("HealthInsuranceSynced", "MedicalCheckIn")]
+    followers = [
+        e
+        for e in month()[:15_000]
+        if e["event_type"] in ("HealthInsuranceSynced", "MedicalCheckIn")
+    ]
     assert followers and all(e["citizen_id"] in carded for e in followers)
 
 
 def test_chain_and_procedure_records_carry_their_dossier_id():
-    dossier_types = {"BirthRegistered", "DeathRegistered", "ProcedureSubmitted", "ProcedureCompleted",
-                     "FuneralAllowanceGranted"}
+    dossier_types = {
+        "BirthRegistered",
+        "DeathRegistered",
+        "ProcedureSubmitted",
+        "ProcedureCompleted",
+        "FuneralAllowanceGranted",
+    }
     assert all(e["correlation_id"] for e in month() if e["event_type"] in dossier_types)
     completed = {e["correlation_id"] for e in of("ProcedureCompleted")}
     submitted = {e["correlation_id"] for e in of("ProcedureSubmitted")}
@@ -102,7 +115,7 @@ def test_chain_and_procedure_records_carry_their_dossier_id():
 
 def test_per_hundred_id_cards_the_flows_match_the_city_figures():
     cards = len(unique(of("IdCardIssued")))
-    per_100 = lambda n: 100 * n / cards  # noqa: E731
+    per_100 = lambda n: 100 * n / cards
     assert 50 <= per_100(len(unique(of("EIdActivated")))) <= 70
     assert 18 <= per_100(len(unique(of("EIdActivated", level="LEVEL_2")))) <= 28
     syncs = unique(of("HealthInsuranceSynced"))
@@ -110,10 +123,16 @@ def test_per_hundred_id_cards_the_flows_match_the_city_figures():
     assert 0.02 <= len([s for s in syncs if s["outcome"] == "FAILED"]) / len(syncs) <= 0.06
     checkins = unique(of("MedicalCheckIn"))
     assert 80 <= per_100(len(checkins)) <= 130
-    assert 0.02 <= len([c for c in checkins if c["insurance_lookup"] == "NOT_FOUND"]) / len(checkins) <= 0.2
+    assert (
+        0.02
+        <= len([c for c in checkins if c["insurance_lookup"] == "NOT_FOUND"]) / len(checkins)
+        <= 0.2
+    )
 
 
-@pytest.mark.parametrize(("kind", "rate"), [("PERMANENT", 0.957), ("TEMPORARY", 0.932), ("STAY_NOTICE", 0.989)])
+@pytest.mark.parametrize(
+    ("kind", "rate"), [("PERMANENT", 0.957), ("TEMPORARY", 0.932), ("STAY_NOTICE", 0.989)]
+)
 def test_residence_online_rates_match_the_reported_rates(kind: str, rate: float):
     registrations = unique(of("ResidenceRegistered", kind=kind))
     online = [r for r in registrations if r["channel"] == "ONLINE"]
@@ -160,7 +179,11 @@ def test_some_issued_cards_never_get_an_insurance_sync():
 
 def test_some_insurance_syncs_arrive_days_after_the_card():
     card_at = {e["citizen_id"]: e["occurred_at"] for e in of("IdCardIssued")}
-    delays = [s["occurred_at"] - card_at[s["citizen_id"]] for s in of("HealthInsuranceSynced") if s["citizen_id"] in card_at]
+    delays = [
+        s["occurred_at"] - card_at[s["citizen_id"]]
+        for s in of("HealthInsuranceSynced")
+        if s["citizen_id"] in card_at
+    ]
     assert any(d > 2 * 86_400_000 for d in delays)
     assert sum(d > 86_400_000 for d in delays) < 0.15 * len(delays)
 
@@ -186,12 +209,16 @@ def test_csv_export_imports_back_to_the_same_events(tmp_path):
     paths = write_csv(city, tmp_path)
     assert set(paths) == {e["source"] for e in city}
     report = ImportReport()
-    imported = [event for agency, path in paths.items() for event in read_events(path, agency, KEY, report)]
+    imported = [
+        event for agency, path in paths.items() for event in read_events(path, agency, KEY, report)
+    ]
     assert report.ok, report.bad
 
     def comparable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """An empty CSV cell and a null field mean the same (the codec's default)."""
-        return sorted(({k: v for k, v in e.items() if v is not None} for e in events),
-                      key=lambda e: (e["event_id"], e["occurred_at"]))
+        return sorted(
+            ({k: v for k, v in e.items() if v is not None} for e in events),
+            key=lambda e: (e["event_id"], e["occurred_at"]),
+        )
 
     assert comparable(imported) == comparable([prepare(r, KEY) for r in city])

@@ -17,15 +17,30 @@ DAY = 24 * HOUR
 
 def ev(event_type: str, at: int = MORNING, ward: str = WARD_A, **fields: Any) -> dict[str, Any]:
     source = {
-        "IdCardIssued": "POLICE", "EIdActivated": "POLICE", "ResidenceRegistered": "POLICE",
-        "ResidenceDeregistered": "POLICE", "HealthInsuranceSynced": "SOCIAL_INSURANCE",
-        "HealthInsuranceCardIssued": "SOCIAL_INSURANCE", "MedicalCheckIn": "HEALTH",
-        "BirthRegistered": "JUSTICE", "DeathRegistered": "JUSTICE", "ProcedureSubmitted": "PORTAL",
-        "ProcedureCompleted": "PORTAL", "WelfarePaid": "LABOUR", "FuneralAllowanceGranted": "LABOUR",
+        "IdCardIssued": "POLICE",
+        "EIdActivated": "POLICE",
+        "ResidenceRegistered": "POLICE",
+        "ResidenceDeregistered": "POLICE",
+        "HealthInsuranceSynced": "SOCIAL_INSURANCE",
+        "HealthInsuranceCardIssued": "SOCIAL_INSURANCE",
+        "MedicalCheckIn": "HEALTH",
+        "BirthRegistered": "JUSTICE",
+        "DeathRegistered": "JUSTICE",
+        "ProcedureSubmitted": "PORTAL",
+        "ProcedureCompleted": "PORTAL",
+        "WelfarePaid": "LABOUR",
+        "FuneralAllowanceGranted": "LABOUR",
         "ConnectorHeartbeat": "POLICE",
     }[event_type]
-    base = {"event_type": event_type, "event_id": str(uuid.uuid4()), "source": source, "occurred_at": at,
-            "ward_code": ward, "citizen_id": "079090000001", "correlation_id": None}
+    base = {
+        "event_type": event_type,
+        "event_id": str(uuid.uuid4()),
+        "source": source,
+        "occurred_at": at,
+        "ward_code": ward,
+        "citizen_id": "079090000001",
+        "correlation_id": None,
+    }
     base.update(fields)
     return base
 
@@ -54,9 +69,11 @@ def test_day_is_the_city_local_day_not_the_utc_day():
 
 
 def test_ward_filter_keeps_only_that_ward():
-    events = [ev("IdCardIssued", ward=WARD_A, card_kind="CCCD_CHIP"),
-              ev("IdCardIssued", ward=WARD_B, card_kind="CCCD_CHIP"),
-              ev("IdCardIssued", ward=WARD_B, card_kind="CCCD_CHIP")]
+    events = [
+        ev("IdCardIssued", ward=WARD_A, card_kind="CCCD_CHIP"),
+        ev("IdCardIssued", ward=WARD_B, card_kind="CCCD_CHIP"),
+        ev("IdCardIssued", ward=WARD_B, card_kind="CCCD_CHIP"),
+    ]
     assert expected_kpis(events, ward=WARD_B)["id_cards_issued"] == 2
     assert expected_kpis(events, ward=WARD_B)["events_total"] == 2
 
@@ -64,14 +81,39 @@ def test_ward_filter_keeps_only_that_ward():
 def test_completion_exactly_at_due_time_is_on_time_and_one_ms_later_is_not():
     due = MORNING + 3 * DAY
     events = [
-        ev("ProcedureSubmitted", correlation_id="HS-1", procedure_code="p", agency_code="a", online_level="FULL", due_at=due),
+        ev(
+            "ProcedureSubmitted",
+            correlation_id="HS-1",
+            procedure_code="p",
+            agency_code="a",
+            online_level="FULL",
+            due_at=due,
+        ),
         ev("ProcedureCompleted", at=due, correlation_id="HS-1", outcome="APPROVED"),
-        ev("ProcedureSubmitted", correlation_id="HS-2", procedure_code="p", agency_code="a", online_level="PARTIAL", due_at=due),
+        ev(
+            "ProcedureSubmitted",
+            correlation_id="HS-2",
+            procedure_code="p",
+            agency_code="a",
+            online_level="PARTIAL",
+            due_at=due,
+        ),
         ev("ProcedureCompleted", at=due + 1, correlation_id="HS-2", outcome="APPROVED"),
-        ev("ProcedureSubmitted", correlation_id="HS-3", procedure_code="p", agency_code="a", online_level="PARTIAL", due_at=due),
+        ev(
+            "ProcedureSubmitted",
+            correlation_id="HS-3",
+            procedure_code="p",
+            agency_code="a",
+            online_level="PARTIAL",
+            due_at=due,
+        ),
     ]
     kpis = expected_kpis(events)
-    assert (kpis["procedures_submitted"], kpis["procedures_completed"], kpis["procedures_completed_on_time"]) == (3, 2, 1)
+    assert (
+        kpis["procedures_submitted"],
+        kpis["procedures_completed"],
+        kpis["procedures_completed_on_time"],
+    ) == (3, 2, 1)
     assert kpis["procedures_on_time_rate"] == 0.5
     assert kpis["procedures_full_online_share"] == round(1 / 3, 6)
 
@@ -86,7 +128,14 @@ def test_completion_without_its_submission_is_completed_but_not_on_time():
 def test_on_time_completion_is_counted_on_the_completion_day():
     due = MORNING + 10 * DAY
     events = [
-        ev("ProcedureSubmitted", correlation_id="HS-1", procedure_code="p", agency_code="a", online_level="FULL", due_at=due),
+        ev(
+            "ProcedureSubmitted",
+            correlation_id="HS-1",
+            procedure_code="p",
+            agency_code="a",
+            online_level="FULL",
+            due_at=due,
+        ),
         ev("ProcedureCompleted", at=MORNING + 2 * DAY, correlation_id="HS-1", outcome="APPROVED"),
     ]
     assert expected_kpis(events, day="2024-06-03")["procedures_completed_on_time"] == 1
@@ -96,8 +145,21 @@ def test_on_time_completion_is_counted_on_the_completion_day():
 def birth_chain(dossier: str, steps: int, ward: str = WARD_A) -> list[dict[str, Any]]:
     chain = [
         ev("BirthRegistered", ward=ward, correlation_id=dossier),
-        ev("ResidenceRegistered", at=MORNING + DAY, ward=ward, correlation_id=dossier, kind="PERMANENT", channel="ONLINE"),
-        ev("HealthInsuranceCardIssued", at=MORNING + 3 * DAY, ward=ward, correlation_id=dossier, for_child_under_6=True),
+        ev(
+            "ResidenceRegistered",
+            at=MORNING + DAY,
+            ward=ward,
+            correlation_id=dossier,
+            kind="PERMANENT",
+            channel="ONLINE",
+        ),
+        ev(
+            "HealthInsuranceCardIssued",
+            at=MORNING + 3 * DAY,
+            ward=ward,
+            correlation_id=dossier,
+            for_child_under_6=True,
+        ),
     ]
     return chain[:steps]
 
@@ -132,22 +194,39 @@ def test_completed_chain_is_dated_by_its_last_step_at_its_starting_ward():
 
 
 def test_death_chain_needs_a_death_deregistration_not_a_move():
-    moved = [ev("DeathRegistered", correlation_id="KT-1"),
-             ev("ResidenceDeregistered", correlation_id="KT-1", reason="MOVED"),
-             ev("FuneralAllowanceGranted", correlation_id="KT-1")]
-    died = [ev("DeathRegistered", correlation_id="KT-2"),
-            ev("ResidenceDeregistered", correlation_id="KT-2", reason="DEATH"),
-            ev("FuneralAllowanceGranted", correlation_id="KT-2")]
+    moved = [
+        ev("DeathRegistered", correlation_id="KT-1"),
+        ev("ResidenceDeregistered", correlation_id="KT-1", reason="MOVED"),
+        ev("FuneralAllowanceGranted", correlation_id="KT-1"),
+    ]
+    died = [
+        ev("DeathRegistered", correlation_id="KT-2"),
+        ev("ResidenceDeregistered", correlation_id="KT-2", reason="DEATH"),
+        ev("FuneralAllowanceGranted", correlation_id="KT-2"),
+    ]
     kpis = expected_kpis(moved + died)
     assert (kpis["death_chain_received"], kpis["death_chain_completed"]) == (2, 1)
 
 
 def test_residence_online_rate_is_per_kind():
-    events = [ev("ResidenceRegistered", kind="TEMPORARY", channel=c) for c in ("ONLINE", "ONLINE", "ONLINE", "COUNTER")]
+    events = [
+        ev("ResidenceRegistered", kind="TEMPORARY", channel=c)
+        for c in ("ONLINE", "ONLINE", "ONLINE", "COUNTER")
+    ]
     events.append(ev("ResidenceRegistered", kind="ABSENCE", channel="COUNTER"))
     kpis = expected_kpis(events)
-    assert kpis["residence_registrations"] == {"PERMANENT": 0, "TEMPORARY": 4, "ABSENCE": 1, "STAY_NOTICE": 0}
-    assert kpis["residence_online_rate"] == {"PERMANENT": 0.0, "TEMPORARY": 0.75, "ABSENCE": 0.0, "STAY_NOTICE": 0.0}
+    assert kpis["residence_registrations"] == {
+        "PERMANENT": 0,
+        "TEMPORARY": 4,
+        "ABSENCE": 1,
+        "STAY_NOTICE": 0,
+    }
+    assert kpis["residence_online_rate"] == {
+        "PERMANENT": 0.0,
+        "TEMPORARY": 0.75,
+        "ABSENCE": 0.0,
+        "STAY_NOTICE": 0.0,
+    }
 
 
 def test_outcome_counters_split_syncs_checkins_and_eid_levels():
@@ -168,7 +247,10 @@ def test_outcome_counters_split_syncs_checkins_and_eid_levels():
 
 
 def test_welfare_cashless_share_counts_bank_payments():
-    events = [ev("WelfarePaid", channel=c, amount_vnd=500_000) for c in ("BANK_ACCOUNT", "BANK_ACCOUNT", "BANK_ACCOUNT", "CASH")]
+    events = [
+        ev("WelfarePaid", channel=c, amount_vnd=500_000)
+        for c in ("BANK_ACCOUNT", "BANK_ACCOUNT", "BANK_ACCOUNT", "CASH")
+    ]
     kpis = expected_kpis(events)
     assert kpis["welfare_payments"] == 4
     assert kpis["welfare_cashless_share"] == 0.75
