@@ -17,16 +17,16 @@ import asyncio
 import hashlib
 import hmac
 import json
-import re
 import time
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 
-from connectors.json_event import ForbiddenEvent, event_from_json
+from connectors.json_event import ForbiddenEvent, event_from_json, redact
 from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import Publisher
 from lienthong.logs import get_logger
@@ -44,18 +44,6 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 MIN_SECRET_LEN = 16
 HEARTBEAT_INTERVAL = 30.0
 ACK_TIMEOUT = 30.0
-_ID_NUMBER = re.compile(r"(?<!\d)\d{12}(?!\d)")
-
-
-def redact(text: str) -> str:
-    """Error text with anything shaped like a personal ID number masked.
-
-    Validation reasons quote the offending value, and an agency may well have put
-    an ID number in the wrong field; a response must never echo it back.
-    """
-    return _ID_NUMBER.sub("[REDACTED-ID]", text)
-
-
 # -- credentials ----------------------------------------------------------------
 
 
@@ -326,13 +314,13 @@ async def post_events(request: web.Request) -> web.Response:
             refused.append((400, index, exc))
     if refused:
         status = 403 if any(s == 403 for s, _, _ in refused) else 400
-        _, index, exc = next(r for r in refused if r[0] == status)
-        log.warning("request_refused", agency=agency, status=status, index=index, field=exc.field,
-                    reason=redact(exc.reason), refused=len(refused), events=len(items))
-        return _refusal(status, exc, index, batch)
+        _, index, first = next(r for r in refused if r[0] == status)
+        log.warning("request_refused", agency=agency, status=status, index=index, field=first.field,
+                    reason=redact(first.reason), refused=len(refused), events=len(items))
+        return _refusal(status, first, index, batch)
     try:
         await gateway.publishers.publish(agency, events)
-    except Exception as exc:  # the broker did not acknowledge: the agency must retry
+    except Exception as exc:  # noqa: BLE001 - any failure to get the ack means: the agency must retry
         log.error("publish_failed", agency=agency, events=len(events), error=redact(str(exc)))
         return web.json_response(
             {"error": "the broker did not acknowledge the events; retry (send event_id to make retries safe)"},
@@ -355,7 +343,7 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)
     except web.HTTPException:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the last line of defence, logged redacted
         log.error("request_failed", path=request.path, error=type(exc).__name__, detail=redact(str(exc)))
         return web.json_response({"error": "internal error"}, status=500)
 
@@ -372,7 +360,7 @@ async def _beat(gateway: Gateway) -> None:
         heard, gateway.active = gateway.active, set()
         try:
             await gateway.publishers.heartbeat(sorted(heard))
-        except Exception as exc:  # a heartbeat must never stop the gateway
+        except Exception as exc:  # noqa: BLE001 - a heartbeat must never stop the gateway
             log.warning("heartbeat_failed", error=str(exc))
 
 

@@ -10,6 +10,7 @@ gateway can answer 403 instead of 400.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from connectors.csv_import import parse_time
@@ -18,6 +19,18 @@ from connectors.sdk import prepare
 from schemas.errors import ContractError
 from schemas.topics import SOURCE_OF_EVENT
 from schemas.validation import ENVELOPE_FIELDS, Event, payload_fields
+
+_ID_NUMBER = re.compile(r"(?<!\d)\d{12}(?!\d)")
+
+
+def redact(text: str) -> str:
+    """Error text with anything shaped like a personal ID number masked.
+
+    Validation reasons quote the offending value, and an agency may well have put
+    an ID number in the wrong field; a response, log line or error column must
+    never echo it back.
+    """
+    return _ID_NUMBER.sub("[REDACTED-ID]", text)
 
 
 class ForbiddenEvent(ContractError):

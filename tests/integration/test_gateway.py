@@ -9,8 +9,9 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Self
 
 import pytest
 from aiohttp import web
@@ -32,7 +33,7 @@ HEALTH_TOKEN = "health-token-0123456789"
 JUSTICE_SECRET = "justice-secret-0123456789"
 CREDENTIALS = {"POLICE": {"token": POLICE_TOKEN}, "HEALTH": {"token": HEALTH_TOKEN},
                "JUSTICE": {"secret": JUSTICE_SECRET}}
-WARD = sorted(ward_codes())[0]
+WARD = min(ward_codes())
 RAW_ID = "079204001234"
 
 
@@ -93,7 +94,7 @@ class RunningGateway:
         self.loop.run_until_complete(runner.cleanup())
         self.loop.close()
 
-    def __enter__(self) -> "RunningGateway":
+    def __enter__(self) -> Self:
         self.thread.start()
         assert self.ready.wait(30), "the gateway did not start"
         return self

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from connectors.gateway import Authenticator, CredentialsError, Unauthorized, load_credentials, parse_credentials, sign
+from connectors.gateway import (
+    Authenticator,
+    CredentialsError,
+    Unauthorized,
+    load_credentials,
+    parse_credentials,
+    sign,
+)
 
 POLICE_TOKEN = "police-token-0123456789"
 HEALTH_TOKEN = "health-token-0123456789"
