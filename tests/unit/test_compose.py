@@ -1,0 +1,198 @@
+"""The production compose file and its monitoring configs, checked as data.
+
+No Docker engine here, so these read the files the engine and Prometheus and
+Grafana would read, and check what the deployment depends on: KRaft without
+ZooKeeper, scalable workers, Prometheus finding every worker, and a dashboard
+that only queries metrics the workers export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+METRICS = {
+    "lienthong_events_received_total": {"topic", "agency"},
+    "lienthong_events_processed_total": {"topic", "agency"},
+    "lienthong_events_duplicate_total": {"topic", "agency"},
+    "lienthong_events_dead_lettered_total": {"topic"},
+    "lienthong_messages_processed_total": {"topic"},
+    "lienthong_consumer_lag_messages": {"topic", "partition"},
+    "lienthong_processing_latency_seconds": {"le"},
+    "lienthong_flags_open": {"type"},
+    "lienthong_connector_heartbeat_age_seconds": {"agency"},
+    "lienthong_partitions_owned": set(),
+}
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+#: Labels Prometheus adds to every scraped series.
+TARGET_LABELS = {"instance", "job"}
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+COMPOSE = _yaml(ROOT / "docker-compose.yml")
+SERVICES: dict[str, Any] = COMPOSE["services"]
+PROMETHEUS = _yaml(DEPLOY / "prometheus.yml")
+DASHBOARD = json.loads((DEPLOY / "grafana" / "dashboards" / "lienthong.json").read_text(encoding="utf-8"))
+
+
+def _env(service: str) -> dict[str, str]:
+    env = SERVICES[service].get("environment", {})
+    assert isinstance(env, dict), f"{service}: environment must be a mapping"
+    return {k: str(v) for k, v in env.items()}
+
+
+def _exprs() -> list[str]:
+    return [t["expr"] for p in DASHBOARD["panels"] for t in p.get("targets", [])]
+
+
+def _metric(name: str) -> str:
+    for suffix in HISTOGRAM_SUFFIXES:
+        base = name.removesuffix(suffix)
+        if base != name and base in METRICS:
+            return base
+    return name
+
+
+def test_compose_declares_the_hub_services() -> None:
+    assert {"kafka", "worker", "gateway", "prometheus", "grafana"} <= set(SERVICES)
+
+
+def test_kafka_is_the_official_image_in_kraft_mode_without_zookeeper() -> None:
+    env = _env("kafka")
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
+    assert "CONTROLLER://:9093" in env["KAFKA_LISTENERS"]
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert "CONTROLLER" not in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert not any("zookeeper" in name.lower() for name in SERVICES)
+    assert not any("ZOOKEEPER" in key for key in env)
+
+
+def test_kafka_single_node_replication_factors_are_one() -> None:
+    env = _env("kafka")
+    factors = {k: v for k, v in env.items() if "REPLICATION_FACTOR" in k}
+    assert "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR" in factors
+    assert set(factors.values()) == {"1"}
+
+
+def test_kafka_keeps_its_data_in_a_named_volume() -> None:
+    log_dir = _env("kafka")["KAFKA_LOG_DIRS"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in SERVICES["kafka"]["volumes"]}
+    assert mounts[log_dir] in COMPOSE["volumes"]
+
+
+def test_topics_are_created_before_workers_and_gateway_start() -> None:
+    assert _env("kafka")["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    for service in ("worker", "gateway"):
+        assert SERVICES[service]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    assert "ensure_topics" in " ".join(SERVICES["topics"]["command"])
+
+
+def test_worker_runs_the_repo_image_against_kafka_on_all_interfaces() -> None:
+    worker = SERVICES["worker"]
+    assert worker["build"] == "."
+    assert worker["command"] == ["worker"]
+    env = _env("worker")
+    assert env["LIENTHONG_BROKER"] == "kafka:9092"
+    assert env["LIENTHONG_WEB_HOST"] == "0.0.0.0"
+
+
+def test_workers_publish_no_fixed_host_port_so_they_scale() -> None:
+    worker = SERVICES["worker"]
+    assert "ports" not in worker
+    assert "container_name" not in worker
+
+
+def test_gateway_publishes_port_6070_and_needs_a_pseudonym_key() -> None:
+    gateway = SERVICES["gateway"]
+    assert gateway["command"] == ["gateway"]
+    assert "6070:6070" in gateway["ports"]
+    assert _env("gateway")["LIENTHONG_PSEUDONYM_KEY"].startswith("${LIENTHONG_PSEUDONYM_KEY:?")
+
+
+def test_dockerfile_installs_the_package_on_python_311_slim() -> None:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.MULTILINE)
+    assert re.search(r"^RUN pip install \.", text, re.MULTILINE)
+    assert 'ENTRYPOINT ["lienthong"]' in text
+
+
+def test_prometheus_finds_every_worker_replica_by_dns_on_6066() -> None:
+    mount = next(v for v in SERVICES["prometheus"]["volumes"] if v.startswith("./deploy/prometheus.yml:"))
+    assert mount.split(":")[1] == "/etc/prometheus/prometheus.yml"
+    job = next(j for j in PROMETHEUS["scrape_configs"] if j["job_name"] == "lienthong-worker")
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    sd = job["dns_sd_configs"][0]
+    assert "worker" in sd["names"] and sd["type"] == "A" and sd["port"] == 6066
+
+
+def test_grafana_datasource_points_at_prometheus_with_the_uid_the_dashboard_uses() -> None:
+    provisioning = DEPLOY / "grafana" / "provisioning"
+    source = _yaml(provisioning / "datasources" / "prometheus.yml")["datasources"][0]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    uids = {p["datasource"]["uid"] for p in DASHBOARD["panels"]}
+    uids |= {t["datasource"]["uid"] for p in DASHBOARD["panels"] for t in p["targets"]}
+    assert uids == {source["uid"]}
+
+
+def test_grafana_loads_the_dashboard_directory_it_is_given() -> None:
+    provider = _yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "lienthong.yml")["providers"][0]
+    mounts = dict(v.split(":")[:2] for v in SERVICES["grafana"]["volumes"] if v.startswith("./"))
+    assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+
+
+def test_dashboard_queries_only_metrics_the_workers_export() -> None:
+    used = {_metric(name) for e in _exprs() for name in re.findall(r"\blienthong_[a-z_]+", e)}
+    assert used and used <= set(METRICS), used - set(METRICS)
+
+
+def test_dashboard_shows_every_exported_metric() -> None:
+    used = {_metric(name) for e in _exprs() for name in re.findall(r"\blienthong_[a-z_]+", e)}
+    assert used == set(METRICS)
+
+
+def test_dashboard_groups_only_by_labels_the_metric_has() -> None:
+    for expr in _exprs():
+        names = {_metric(n) for n in re.findall(r"\blienthong_[a-z_]+", expr)}
+        allowed = set().union(*(METRICS[n] for n in names)) | TARGET_LABELS
+        for group in re.findall(r"\bby \(([^)]*)\)", expr):
+            labels = {label.strip() for label in group.split(",")}
+            assert labels <= allowed, (expr, labels - allowed)
+
+
+# -- the real tools, where this machine has them (Debian: docker-compose, prometheus) ---
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="needs docker-compose (apt install docker-compose)")
+def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials.json"
+    credentials.write_text("{}")
+    env = {**os.environ, "LIENTHONG_PSEUDONYM_KEY": "k" * 32, "GRAFANA_ADMIN_PASSWORD": "p",
+           "LIENTHONG_GATEWAY_CREDENTIALS_FILE": str(credentials)}
+    result = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (apt install prometheus)")
+def test_promtool_accepts_the_config_and_every_dashboard_query(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+        {"record": f"lienthong:dashboard_query_{i}", "expr": e} for i, e in enumerate(_exprs())
+    ]}]}))
+    for args in (["check", "config", str(DEPLOY / "prometheus.yml")], ["check", "rules", str(rules)]):
+        result = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
