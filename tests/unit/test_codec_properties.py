@@ -24,7 +24,7 @@ CODEC = EventCodec()
 EVENT_TYPES = default_registry().event_types
 MIN_MS, MAX_MS = 946_684_800_000, 4_102_444_800_000 - 1
 
-texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
+texts = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40)  # UTF-8 encodable
 dossier_ids = texts.filter(lambda s: bool(s.strip()))
 times = st.integers(MIN_MS, MAX_MS)
 refs = st.binary(min_size=32, max_size=32).map(bytes.hex)
