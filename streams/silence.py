@@ -16,7 +16,8 @@ deployment matter, not a failure in sharing.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from schemas.topics import HEARTBEATS
 from streams.clock import iso_utc
@@ -28,7 +29,9 @@ PUBLISHER_TOPIC, PUBLISHER_PARTITION = HEARTBEATS, 0
 
 def owns_publisher_partition(assignment: Iterable[Any]) -> bool:
     """True for the worker whose consumer holds partition 0 of the heartbeats topic."""
-    return any(tp.topic == PUBLISHER_TOPIC and tp.partition == PUBLISHER_PARTITION for tp in assignment)
+    return any(
+        tp.topic == PUBLISHER_TOPIC and tp.partition == PUBLISHER_PARTITION for tp in assignment
+    )
 
 
 class SilenceMonitor:
@@ -57,14 +60,22 @@ class SilenceMonitor:
             current = self._flags.get(agency)
             if silent and (current is None or current["status"] != "OPEN"):
                 flag = make_flag(
-                    "AGENCY_SILENT", status="OPEN", agency=agency, ward="", subject=agency,
+                    "AGENCY_SILENT",
+                    status="OPEN",
+                    agency=agency,
+                    ward="",
+                    subject=agency,
                     opened_at=last_seen + self.threshold_ms,
                     detail=f"no event or heartbeat from {agency} since {iso_utc(last_seen)} "
-                           f"(threshold {self.threshold_ms / 1000:g} s)",
+                    f"(threshold {self.threshold_ms / 1000:g} s)",
                 )
             elif not silent and current is not None and current["status"] == "OPEN":
-                flag = dict(current, status="RESOLVED", resolved_at=last_seen,
-                            detail=current["detail"] + f"; heard again {iso_utc(last_seen)}")
+                flag = dict(
+                    current,
+                    status="RESOLVED",
+                    resolved_at=last_seen,
+                    detail=current["detail"] + f"; heard again {iso_utc(last_seen)}",
+                )
             else:
                 continue
             self._flags[agency] = flag

@@ -8,7 +8,7 @@ agencies; ``docs/flags.md`` says where each comes from.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 HOUR_MS = 3_600_000
 
@@ -41,4 +41,4 @@ def resolve_sla(overrides: Mapping[str, float] | None = None) -> dict[str, float
 
 
 def sla_ms(sla: Mapping[str, float], name: str) -> int:
-    return int(round(sla[name] * HOUR_MS))
+    return round(sla[name] * HOUR_MS)

@@ -12,7 +12,7 @@ See ``docs/flags.md`` for each type, its SLA and its lifecycle.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from streams.flags.citizens import CitizenDataRule
 from streams.flags.dossiers import ChainStalledRule, ProcedureOverdueRule
@@ -57,8 +57,24 @@ def default_rules(sla: Mapping[str, float] | None = None) -> list[FlagRule]:
 
 
 __all__ = [
-    "BaseRule", "ChainStalledRule", "CitizenDataRule", "ContractViolationRule", "DuplicateEventRule",
-    "Event", "FLAG_STATUSES", "FLAG_TYPES", "FlagRule", "LateEventRule", "ProcedureOverdueRule",
-    "SourcePosition", "Tallies", "TallyClock", "default_rules", "flag_id", "make_flag", "open_flag",
-    "reconcile", "resolve_flag",
+    "FLAG_STATUSES",
+    "FLAG_TYPES",
+    "BaseRule",
+    "ChainStalledRule",
+    "CitizenDataRule",
+    "ContractViolationRule",
+    "DuplicateEventRule",
+    "Event",
+    "FlagRule",
+    "LateEventRule",
+    "ProcedureOverdueRule",
+    "SourcePosition",
+    "Tallies",
+    "TallyClock",
+    "default_rules",
+    "flag_id",
+    "make_flag",
+    "open_flag",
+    "reconcile",
+    "resolve_flag",
 ]

@@ -58,12 +58,22 @@ def remember(record: Record, event: Event) -> Record:
         return record
     if kind == "HealthInsuranceSynced":
         failed = event["outcome"] == "FAILED"
-        row = [event["occurred_at"], "F" if failed else "S", event["event_id"], event["ward_code"],
-               (event.get("failure_reason") or "") if failed else ""]
+        row = [
+            event["occurred_at"],
+            "F" if failed else "S",
+            event["event_id"],
+            event["ward_code"],
+            (event.get("failure_reason") or "") if failed else "",
+        ]
         return dict(record, syncs=_insert(record.get("syncs", []), row))
     if kind == "MedicalCheckIn" and event["insurance_lookup"] in ("FOUND", "NOT_FOUND"):
-        row = [event["occurred_at"], "F" if event["insurance_lookup"] == "FOUND" else "N",
-               event["event_id"], event["ward_code"], event["facility_code"]]
+        row = [
+            event["occurred_at"],
+            "F" if event["insurance_lookup"] == "FOUND" else "N",
+            event["event_id"],
+            event["ward_code"],
+            event["facility_code"],
+        ]
         return dict(record, checkins=_insert(record.get("checkins", []), row))
     return record
 
@@ -86,8 +96,14 @@ def sync_failed(ref: str, record: Record) -> Flag | None:
         detail += f"; synced at {iso_utc(fix[0])}"
         evidence.append(fix[2])
     return make_flag(
-        "SYNC_FAILED", status="RESOLVED" if fix else "OPEN", agency="SOCIAL_INSURANCE", ward=last[3],
-        subject=ref, opened_at=episode[0][0], resolved_at=fix[0] if fix else None, detail=detail,
+        "SYNC_FAILED",
+        status="RESOLVED" if fix else "OPEN",
+        agency="SOCIAL_INSURANCE",
+        ward=last[3],
+        subject=ref,
+        opened_at=episode[0][0],
+        resolved_at=fix[0] if fix else None,
+        detail=detail,
         evidence=evidence,
     )
 
@@ -108,8 +124,14 @@ def sync_missing(ref: str, record: Record, watermark: int, sla: int) -> Flag | N
     if first is not None:
         detail += f"; first sync at {iso_utc(first[0])}"
     return make_flag(
-        "SYNC_MISSING", status="RESOLVED" if first else "OPEN", agency="SOCIAL_INSURANCE", ward=card[2],
-        subject=ref, opened_at=deadline, resolved_at=first[0] if first else None, detail=detail,
+        "SYNC_MISSING",
+        status="RESOLVED" if first else "OPEN",
+        agency="SOCIAL_INSURANCE",
+        ward=card[2],
+        subject=ref,
+        opened_at=deadline,
+        resolved_at=first[0] if first else None,
+        detail=detail,
         evidence=[card[1]] + ([first[2]] if first else []),
     )
 
@@ -133,16 +155,24 @@ def insurance_not_shared(ref: str, record: Record) -> Flag | None:
     sync = shared_before(first[0])
     assert sync is not None
     fix = next((c for c in checkins if c[1] == "F" and _key(c) > _key(last)), None)
-    detail = (f"{len(missed)} hospital check-in(s) found no insurance although the ID card and a "
-              f"synced insurance record existed; first at facility {first[4]}")
+    detail = (
+        f"{len(missed)} hospital check-in(s) found no insurance although the ID card and a "
+        f"synced insurance record existed; first at facility {first[4]}"
+    )
     evidence = [card[1], sync[2]] + [c[2] for c in missed][: EVIDENCE_CAP - 3]
     if fix is not None:
         detail += f"; found at facility {fix[4]} on {iso_utc(fix[0])}"
         evidence.append(fix[2])
     return make_flag(
-        "INSURANCE_NOT_SHARED", status="RESOLVED" if fix else "OPEN", agency="SOCIAL_INSURANCE",
-        ward=first[3], subject=ref, opened_at=first[0], resolved_at=fix[0] if fix else None,
-        detail=detail, evidence=evidence,
+        "INSURANCE_NOT_SHARED",
+        status="RESOLVED" if fix else "OPEN",
+        agency="SOCIAL_INSURANCE",
+        ward=first[3],
+        subject=ref,
+        opened_at=first[0],
+        resolved_at=fix[0] if fix else None,
+        detail=detail,
+        evidence=evidence,
     )
 
 
@@ -174,10 +204,17 @@ class CitizenDataRule(BaseRule):
         for ref in list(self.deadlines.due(change, watermark)):
             record = change.get("citizens", ref)
             if record is not None:
-                reconcile(change, flag_id("SYNC_MISSING", ref),
-                          sync_missing(ref, record, watermark, self.sync_sla))
+                reconcile(
+                    change,
+                    flag_id("SYNC_MISSING", ref),
+                    sync_missing(ref, record, watermark, self.sync_sla),
+                )
 
     def reconcile_all(self, ref: str, record: Record, watermark: int, change: Change) -> None:
         reconcile(change, flag_id("SYNC_FAILED", ref), sync_failed(ref, record))
-        reconcile(change, flag_id("SYNC_MISSING", ref), sync_missing(ref, record, watermark, self.sync_sla))
+        reconcile(
+            change,
+            flag_id("SYNC_MISSING", ref),
+            sync_missing(ref, record, watermark, self.sync_sla),
+        )
         reconcile(change, flag_id("INSURANCE_NOT_SHARED", ref), insurance_not_shared(ref, record))

@@ -11,7 +11,7 @@ a heap entry whose write was never committed is harmless.
 from __future__ import annotations
 
 import heapq
-from typing import Iterator
+from collections.abc import Iterator
 from weakref import WeakKeyDictionary
 
 from streams.state import Change, PartitionState
@@ -34,7 +34,7 @@ class Deadlines:
             heap = []
             for key, _ in change.items("pending"):
                 if key.startswith(self._prefix):
-                    deadline = int(key[len(self._prefix):].split("|", 1)[0])
+                    deadline = int(key[len(self._prefix) :].split("|", 1)[0])
                     heap.append((deadline, key))
             heapq.heapify(heap)
             self._heaps[change.state] = heap

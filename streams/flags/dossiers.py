@@ -53,13 +53,29 @@ def chain_stalled(dossier_id: str, chain: dict[str, Any], watermark: int, sla: i
     evidence = [steps[s]["event_id"] for s in CHAIN_STEPS[chain["kind"]] if s in steps]
     if missing:
         detail = f"{kind} chain: step {culprit} missing {days:g} days after {iso_utc(started_at)}"
-        return make_flag("CHAIN_STALLED", status="OPEN", agency=STEP_AGENCY[culprit], ward=chain["ward"],
-                         subject=dossier_id, opened_at=deadline, detail=detail, evidence=evidence)
+        return make_flag(
+            "CHAIN_STALLED",
+            status="OPEN",
+            agency=STEP_AGENCY[culprit],
+            ward=chain["ward"],
+            subject=dossier_id,
+            opened_at=deadline,
+            detail=detail,
+            evidence=evidence,
+        )
     done_at = max(steps[s]["at"] for s in overdue)
     detail = f"{kind} chain: step {culprit} done after the {days:g}-day SLA; chain complete {iso_utc(done_at)}"
-    return make_flag("CHAIN_STALLED", status="RESOLVED", agency=STEP_AGENCY[culprit], ward=chain["ward"],
-                     subject=dossier_id, opened_at=deadline, resolved_at=done_at, detail=detail,
-                     evidence=evidence)
+    return make_flag(
+        "CHAIN_STALLED",
+        status="RESOLVED",
+        agency=STEP_AGENCY[culprit],
+        ward=chain["ward"],
+        subject=dossier_id,
+        opened_at=deadline,
+        resolved_at=done_at,
+        detail=detail,
+        evidence=evidence,
+    )
 
 
 def procedure_overdue(dossier_id: str, dossier: dict[str, Any], watermark: int) -> Flag | None:
@@ -78,9 +94,15 @@ def procedure_overdue(dossier_id: str, dossier: dict[str, Any], watermark: int) 
         detail += f"; completed {iso_utc(completed['at'])}"
         evidence.append(completed["event_id"])
     return make_flag(
-        "PROCEDURE_OVERDUE", status="RESOLVED" if completed else "OPEN", agency="PORTAL",
-        ward=submitted["ward"], subject=dossier_id, opened_at=due_at,
-        resolved_at=completed["at"] if completed else None, detail=detail, evidence=evidence,
+        "PROCEDURE_OVERDUE",
+        status="RESOLVED" if completed else "OPEN",
+        agency="PORTAL",
+        ward=submitted["ward"],
+        subject=dossier_id,
+        opened_at=due_at,
+        resolved_at=completed["at"] if completed else None,
+        detail=detail,
+        evidence=evidence,
     )
 
 
@@ -108,7 +130,9 @@ class ChainStalledRule(BaseRule):
             if chain is not None:
                 self._reconcile(dossier_id, chain, watermark, change)
 
-    def _reconcile(self, dossier_id: str, chain: dict[str, Any], watermark: int, change: Change) -> None:
+    def _reconcile(
+        self, dossier_id: str, chain: dict[str, Any], watermark: int, change: Change
+    ) -> None:
         desired = chain_stalled(dossier_id, chain, watermark, self.sla[chain["kind"]])
         reconcile(change, flag_id("CHAIN_STALLED", dossier_id), desired)
 
@@ -128,11 +152,18 @@ class ProcedureOverdueRule(BaseRule):
         submitted = dossier.get("submitted")
         if submitted is not None and int(submitted["due_at"]) >= watermark:
             self.deadlines.add(change, int(submitted["due_at"]), dossier_id)
-        reconcile(change, flag_id("PROCEDURE_OVERDUE", dossier_id), procedure_overdue(dossier_id, dossier, watermark))
+        reconcile(
+            change,
+            flag_id("PROCEDURE_OVERDUE", dossier_id),
+            procedure_overdue(dossier_id, dossier, watermark),
+        )
 
     def on_watermark(self, watermark: int, change: Change) -> None:
         for dossier_id in list(self.deadlines.due(change, watermark)):
             dossier = change.get("dossiers", dossier_id)
             if dossier is not None:
-                reconcile(change, flag_id("PROCEDURE_OVERDUE", dossier_id),
-                          procedure_overdue(dossier_id, dossier, watermark))
+                reconcile(
+                    change,
+                    flag_id("PROCEDURE_OVERDUE", dossier_id),
+                    procedure_overdue(dossier_id, dossier, watermark),
+                )

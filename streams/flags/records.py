@@ -57,7 +57,9 @@ def make_flag(
     }
 
 
-def reconcile(change: Change, fid: str, desired: Flag | None, *, announce_updates: bool = True) -> None:
+def reconcile(
+    change: Change, fid: str, desired: Flag | None, *, announce_updates: bool = True
+) -> None:
     """Make the stored flag ``fid`` equal ``desired``; announce what changed on the alerts topic.
 
     * nothing stored, something desired: the flag opens (possibly already RESOLVED,
@@ -97,21 +99,37 @@ def open_flag(
     fid = flag_id(flag_type, subject)
     if change.get("flags", fid) is not None:
         return None
-    flag = make_flag(flag_type, status="OPEN", agency=agency, ward=ward, subject=subject,
-                     opened_at=opened_at, detail=detail, evidence=evidence)
+    flag = make_flag(
+        flag_type,
+        status="OPEN",
+        agency=agency,
+        ward=ward,
+        subject=subject,
+        opened_at=opened_at,
+        detail=detail,
+        evidence=evidence,
+    )
     reconcile(change, fid, flag)
     return flag
 
 
 def resolve_flag(
-    change: Change, flag_type: str, subject: str, resolved_at: int, evidence: list[str] | None = None
+    change: Change,
+    flag_type: str,
+    subject: str,
+    resolved_at: int,
+    evidence: list[str] | None = None,
 ) -> Flag | None:
     """Resolve an open flag: the missing data arrived (late)."""
     fid = flag_id(flag_type, subject)
     flag = change.get("flags", fid)
     if flag is None or flag["status"] != "OPEN":
         return None
-    flag = dict(flag, status="RESOLVED", resolved_at=int(resolved_at),
-                evidence=list(dict.fromkeys(flag["evidence"] + list(evidence or [])))[:EVIDENCE_CAP + 1])
+    flag = dict(
+        flag,
+        status="RESOLVED",
+        resolved_at=int(resolved_at),
+        evidence=list(dict.fromkeys(flag["evidence"] + list(evidence or [])))[: EVIDENCE_CAP + 1],
+    )
     reconcile(change, fid, flag)
     return flag

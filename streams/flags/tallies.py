@@ -47,7 +47,8 @@ def end_of_day_ms(day: str) -> int:
 def agency_of_topic(topic: str) -> str:
     """The one agency that publishes to a topic, or "" when several may (heartbeats)."""
     sources = {SOURCE_OF_EVENT[t] for t, tp in TOPIC_OF_EVENT.items() if tp == topic}
-    return next(iter(sources)) if len(sources) == 1 and None not in sources else ""
+    only = next(iter(sources)) if len(sources) == 1 else None
+    return only or ""
 
 
 class Tallies:
@@ -56,15 +57,20 @@ class Tallies:
     def __init__(self) -> None:
         self.deadlines = Deadlines("TALLY")
 
-    def add(self, change: Change, flag_type: str, agency: str, at: int, item: str, ward: str = "") -> None:
+    def add(
+        self, change: Change, flag_type: str, agency: str, at: int, item: str, ward: str = ""
+    ) -> None:
         day = local_day(at)
         subject = f"{agency or 'UNKNOWN'}/{day}/p{change.state.partition}"
         fid = flag_id(flag_type, subject)
-        tally = change.get("tallies", fid) or {"count": 0, "first": [], "day_end": end_of_day_ms(day)}
+        tally = change.get("tallies", fid) or {
+            "count": 0,
+            "first": [],
+            "day_end": end_of_day_ms(day),
+        }
         first = tally["first"]
-        if len(first) < EVIDENCE_CAP or [at, item] < first[-1]:
-            if [at, item] not in first:
-                first = sorted(first + [[at, item]])[:EVIDENCE_CAP]
+        if (len(first) < EVIDENCE_CAP or [at, item] < first[-1]) and [at, item] not in first:
+            first = sorted([*first, [at, item]])[:EVIDENCE_CAP]
         tally = dict(tally, count=tally["count"] + 1, first=first)
         change.set("tallies", fid, tally)
         watermark = watermark_of(change)
@@ -78,20 +84,38 @@ class Tallies:
             flag = change.get("flags", fid)
             if tally is None or flag is None:
                 continue
-            agency, day, _ = flag["subject"].split("/")
-            self._reconcile(change, fid, flag["type"], flag["agency"], day, flag["subject"], tally, watermark)
+            _, day, _ = flag["subject"].split("/")
+            self._reconcile(
+                change, fid, flag["type"], flag["agency"], day, flag["subject"], tally, watermark
+            )
 
     @staticmethod
-    def _reconcile(change: Change, fid: str, flag_type: str, agency: str, day: str, subject: str,
-                   tally: dict[str, Any], watermark: int) -> None:
+    def _reconcile(
+        change: Change,
+        fid: str,
+        flag_type: str,
+        agency: str,
+        day: str,
+        subject: str,
+        tally: dict[str, Any],
+        watermark: int,
+    ) -> None:
         closed = watermark > tally["day_end"]
         count = tally["count"]
-        detail = (f"{count} {WHAT[flag_type]} from {agency or 'an unknown agency'} on {day} "
-                  f"(partition {change.state.partition}); evidence: the first {len(tally['first'])} by time")
+        detail = (
+            f"{count} {WHAT[flag_type]} from {agency or 'an unknown agency'} on {day} "
+            f"(partition {change.state.partition}); evidence: the first {len(tally['first'])} by time"
+        )
         desired = make_flag(
-            flag_type, status="RESOLVED" if closed else "OPEN", agency=agency, ward="", subject=subject,
-            opened_at=tally["first"][0][0], resolved_at=tally["day_end"] if closed else None,
-            detail=detail, evidence=[item for _, item in tally["first"]],
+            flag_type,
+            status="RESOLVED" if closed else "OPEN",
+            agency=agency,
+            ward="",
+            subject=subject,
+            opened_at=tally["first"][0][0],
+            resolved_at=tally["day_end"] if closed else None,
+            detail=detail,
+            evidence=[item for _, item in tally["first"]],
         )
         reconcile(change, fid, desired, announce_updates=False)
 
@@ -103,7 +127,9 @@ class DuplicateEventRule(BaseRule):
         self.tallies = tallies
 
     def on_duplicate(self, event: Event, change: Change) -> None:
-        self.tallies.add(change, "DUPLICATE_EVENT", event["source"], event["occurred_at"], event["event_id"])
+        self.tallies.add(
+            change, "DUPLICATE_EVENT", event["source"], event["occurred_at"], event["event_id"]
+        )
 
 
 class LateEventRule(BaseRule):
@@ -139,7 +165,9 @@ class ContractViolationRule(BaseRule):
 
     def on_dead_letter(self, error: ContractError, where: SourcePosition, change: Change) -> None:
         position = f"{where.topic}/{where.partition}/{where.offset}"
-        self.tallies.add(change, "CONTRACT_VIOLATION", agency_of_topic(where.topic), where.timestamp, position)
+        self.tallies.add(
+            change, "CONTRACT_VIOLATION", agency_of_topic(where.topic), where.timestamp, position
+        )
 
 
 class TallyClock(BaseRule):

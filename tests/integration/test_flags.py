@@ -22,8 +22,9 @@ def alerts(bootstrap: str) -> list[dict[str, Any]]:
     """Every flag record on the alerts topic so far, decoded with the Flag contract."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(ALERTS, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=1500)
+    consumer = KafkaConsumer(
+        ALERTS, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1500
+    )
     try:
         records = []
         for message in consumer:
@@ -50,15 +51,25 @@ def flags_of(worker: WorkerProcess, query: str) -> list[dict[str, Any]]:
 def test_failed_sync_opens_and_a_later_sync_resolves_it_on_api_and_alerts(broker, workers):
     worker = workers()
     publish(broker, sync(T0, citizen=3, ok=False))
-    opened = wait_for(lambda: flags_of(worker, "type=SYNC_FAILED&status=OPEN"), 60, what="an open SYNC_FAILED")
+    opened = wait_for(
+        lambda: flags_of(worker, "type=SYNC_FAILED&status=OPEN"), 60, what="an open SYNC_FAILED"
+    )
     assert [f["subject"] for f in opened] == [ref(3)]
     assert worker.kpis()["flags_open"] == 1
 
     publish(broker, sync(T0 + 3_600_000, citizen=3))
-    wait_for(lambda: flags_of(worker, "type=SYNC_FAILED&status=RESOLVED"), 60, what="SYNC_FAILED resolved")
+    wait_for(
+        lambda: flags_of(worker, "type=SYNC_FAILED&status=RESOLVED"),
+        60,
+        what="SYNC_FAILED resolved",
+    )
     announced = wait_for(
-        lambda: [a["status"] for a in alerts(broker) if a["type"] == "SYNC_FAILED"] == ["OPEN", "RESOLVED"],
-        60, what="OPEN then RESOLVED on lienthong.alerts",
+        lambda: (
+            [a["status"] for a in alerts(broker) if a["type"] == "SYNC_FAILED"]
+            == ["OPEN", "RESOLVED"]
+        ),
+        60,
+        what="OPEN then RESOLVED on lienthong.alerts",
     )
     assert announced
     assert worker.kpis()["flags_open"] == 0
@@ -72,12 +83,18 @@ def test_silent_agency_is_flagged_once_and_resolved_when_heard_again(broker, tmp
         heartbeat = event("ConnectorHeartbeat", T0, connector="labour-export", sent_total=0)
         heartbeat.update(source="LABOUR", ward_code="", citizen_ref="")
         publish(broker, heartbeat)
-        silent = wait_for(lambda: flags_of(worker, "type=AGENCY_SILENT&status=OPEN"), 60, what="LABOUR silent")
+        silent = wait_for(
+            lambda: flags_of(worker, "type=AGENCY_SILENT&status=OPEN"), 60, what="LABOUR silent"
+        )
         assert [(f["agency"], f["subject"]) for f in silent] == [("LABOUR", "LABOUR")]
 
         again = dict(heartbeat, event_id=str(uuid.uuid4()), sent_total=1)
         publish(broker, again)
-        wait_for(lambda: flags_of(worker, "type=AGENCY_SILENT&status=RESOLVED"), 60, what="LABOUR heard again")
+        wait_for(
+            lambda: flags_of(worker, "type=AGENCY_SILENT&status=RESOLVED"),
+            60,
+            what="LABOUR heard again",
+        )
         statuses = [a["status"] for a in alerts(broker) if a["type"] == "AGENCY_SILENT"]
         assert statuses[:2] == ["OPEN", "RESOLVED"]
     finally:
