@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -189,10 +190,14 @@ class Authenticator:
 
 
 class AgencyPublishers:
-    """One :class:`Publisher` per agency over one shared producer.
+    """One :class:`Publisher` per agency over one shared producer, with group commit.
 
-    Per agency so heartbeats and ``sent_total`` are per agency; all calls go through
-    one thread so that a request's ``flush`` reports that request's failures only.
+    Per agency so heartbeats and ``sent_total`` are per agency. Requests that arrive
+    while a flush is in progress are published together and acknowledged by one
+    flush (group commit): one broker round trip for many requests, and a request
+    still hears 202 only when its own agency's events were all acknowledged. All
+    producer calls go through one thread, so a flush's failures are attributed to
+    exactly the requests it covered.
     """
 
     def __init__(self, bootstrap: str, agencies: Iterable[str]) -> None:
@@ -205,17 +210,39 @@ class AgencyPublishers:
             producer = publisher.producer
             self.publishers[agency] = publisher
         self._producer = producer
+        self._pending: list[tuple[str, list[Event], asyncio.Future[None]]] = []
+        self._lock = threading.Lock()
 
-    def _publish_acknowledged(self, agency: str, events: list[Event]) -> None:
-        publisher = self.publishers[agency]
-        for event in events:
-            publisher.publish(event, check=False)  # validated by event_from_json
-        publisher.flush(ACK_TIMEOUT)
+    def _publish_pending(self) -> None:
+        """Publish every waiting request, flush once per agency involved, settle their futures."""
+        with self._lock:
+            group, self._pending = self._pending, []
+        if not group:
+            return
+        failed: dict[str, BaseException] = {}
+        for agency, events, _ in group:
+            try:
+                for event in events:
+                    self.publishers[agency].publish(event, check=False)  # validated by event_from_json
+            except Exception as exc:  # noqa: BLE001 - settled as this agency's failure below
+                failed.setdefault(agency, exc)
+        for agency in {agency for agency, _, _ in group}:
+            try:
+                self.publishers[agency].flush(ACK_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - settled as this agency's failure below
+                failed.setdefault(agency, exc)
+        for agency, _, future in group:
+            error = failed.get(agency)
+            future.get_loop().call_soon_threadsafe(_settle, future, error)
 
     async def publish(self, agency: str, events: list[Event]) -> None:
         """Return once the broker acknowledged every event; raise if it did not."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.executor, self._publish_acknowledged, agency, events)
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._pending.append((agency, events, future))
+        loop.run_in_executor(self.executor, self._publish_pending)
+        await future
 
     async def heartbeat(self, agencies: Iterable[str]) -> None:
         loop = asyncio.get_running_loop()
@@ -234,6 +261,15 @@ class AgencyPublishers:
             if self._producer is not None:
                 self._producer.close()
             self.executor.shutdown(wait=True)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():  # the request was cancelled (client gone)
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 # -- HTTP -----------------------------------------------------------------------

@@ -188,3 +188,18 @@ def test_poller_command_publishes_new_rows_and_stops_cleanly_on_sigterm(conn, ta
     assert proc.returncode == 0, output
     assert b'"outbox_stopped"' in output
     assert [e["event_id"] for e in topic_events(broker)] == expected_ids(table, ids)
+
+
+def test_second_poller_on_a_table_with_an_active_poller_publishes_nothing(settings, conn, table, broker):
+    import click
+
+    insert(conn, table, [id_card(1)])
+    with psycopg.connect(DSN, autocommit=True) as leader_conn:
+        leader = OutboxPoller(leader_conn, None, agency="POLICE", table=table,  # type: ignore[arg-type]
+                              pseudonymiser=Pseudonymiser(KEY.encode()))
+        assert leader.try_lead()
+        with pytest.raises(click.ClickException, match="another poller"):
+            drain_once(settings, table)
+    assert topic_events(broker) == []
+    drain_once(settings, table)  # the leader's connection ended: the standby takes over
+    assert len(topic_events(broker)) == 1
