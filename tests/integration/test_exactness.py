@@ -1,0 +1,146 @@
+"""The first promise: the city's numbers are exact through crashes, duplicates and rebalances.
+
+Every test here runs real worker processes against the real embedded broker and
+compares the KPIs with a truth computed from the events that were published.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from connectors.sdk import Publisher
+from schemas.wards import ward_codes
+from tests.support import WorkerProcess, get_json, wait_for
+
+pytestmark = pytest.mark.integration
+
+WARDS = sorted(ward_codes())
+BASE_MS = 1_717_174_800_000  # 2024-06-01T00:00:00+07:00
+
+
+def city_events(count: int, seed: int, duplicates: int = 0) -> list[dict[str, Any]]:
+    """ID cards, e-ID activations and insurance syncs over every ward, plus re-sent duplicates."""
+    rng = random.Random(seed)
+    events: list[dict[str, Any]] = []
+    for i in range(count):
+        ref = uuid.UUID(int=rng.getrandbits(128)).hex * 2
+        base = {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "occurred_at": BASE_MS + rng.randrange(0, 3 * 86_400_000),
+            "ward_code": WARDS[i % len(WARDS)],
+            "citizen_ref": ref,
+            "correlation_id": None,
+        }
+        kind = rng.random()
+        if kind < 0.5:
+            events.append(dict(base, event_type="IdCardIssued", source="POLICE", card_kind="CCCD_CHIP"))
+        elif kind < 0.75:
+            events.append(dict(base, event_type="EIdActivated", source="POLICE",
+                               level=rng.choice(["LEVEL_1", "LEVEL_2"])))
+        else:
+            outcome = "SYNCED" if rng.random() < 0.9 else "FAILED"
+            events.append(dict(base, event_type="HealthInsuranceSynced", source="SOCIAL_INSURANCE",
+                               outcome=outcome, failure_reason=None if outcome == "SYNCED" else "name mismatch"))
+    events.extend(rng.sample(events, duplicates))
+    return events
+
+
+def truth(events: list[dict[str, Any]]) -> dict[str, int]:
+    unique = {e["event_id"]: e for e in events}.values()
+    kinds = Counter(e["event_type"] for e in unique)
+    return {
+        "id_cards_issued": kinds["IdCardIssued"],
+        "eid_level2_activated": sum(1 for e in unique if e.get("level") == "LEVEL_2"),
+        "insurance_synced": sum(1 for e in unique if e.get("outcome") == "SYNCED"),
+        "insurance_sync_failed": sum(1 for e in unique if e.get("outcome") == "FAILED"),
+        "events_total": len(unique),
+        "events_duplicate": len(events) - len(unique),
+    }
+
+
+def publish(bootstrap: str, events: list[dict[str, Any]], batch_size: int) -> None:
+    with Publisher(bootstrap, connector="test", batch_size=batch_size) as publisher:
+        for event in events:
+            publisher.publish(event)
+
+
+def counted(worker: WorkerProcess) -> dict[str, int]:
+    kpis = worker.kpis()
+    return {name: kpis[name] for name in ("id_cards_issued", "eid_level2_activated", "insurance_synced",
+                                          "insurance_sync_failed", "events_total", "events_duplicate")}
+
+
+def wait_exact(worker: WorkerProcess, expected: dict[str, int], timeout: float = 120) -> None:
+    wait_for(lambda: counted(worker) == expected, timeout, what=f"KPIs {expected}")
+
+
+def processed_messages(worker: WorkerProcess) -> int:
+    return int(get_json(f"{worker.url}/healthz")["messages"])
+
+
+def test_the_same_events_published_twice_count_once(broker, workers):
+    worker = workers()
+    events = city_events(3000, seed=1)
+    publish(broker, events, batch_size=200)
+    wait_exact(worker, truth(events))
+    before = counted(worker)
+    publish(broker, events, batch_size=200)
+    expected = dict(before, events_duplicate=len(events))
+    wait_exact(worker, expected)
+
+
+@pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
+def test_a_worker_killed_mid_stream_and_restarted_ends_exact(broker, workers, store):
+    events = city_events(12_000, seed=2, duplicates=300)
+    worker = workers(name="crashy", store=store)
+    # one event per message: a long stream of small messages, so kills land mid-stream
+    publish(broker, events[:4000], batch_size=1)
+    publish(broker, events[4000:], batch_size=25)
+    for kill_after in (800, 2500):
+        wait_for(lambda: processed_messages(worker) >= kill_after or None, 120, interval=0.05,
+                 what=f"{kill_after} messages processed")
+        worker.kill()
+        worker = workers(name="crashy", store=store)  # same name: same local data dir
+    wait_exact(worker, truth(events))
+
+
+def test_two_workers_one_killed_end_exact(broker, workers):
+    events = city_events(10_000, seed=3, duplicates=200)
+    first = workers(name="first")
+    second = workers(name="second")
+    wait_for(lambda: len(first.get("/healthz")["partitions_owned"]) < 8, 60,
+             what="the two workers to share the partitions")
+    publish(broker, events[:3000], batch_size=1)
+    publish(broker, events[3000:], batch_size=25)
+    wait_for(lambda: processed_messages(second) >= 300 or None, 120, interval=0.05, what="second worker busy")
+    second.kill()
+    wait_for(lambda: len(first.get("/healthz")["partitions_owned"]) == 8, 120,
+             what="the survivor to take over every partition")
+    wait_exact(first, truth(events))
+
+
+def test_ward_sums_equal_city_totals_across_partitions(broker, workers):
+    events = city_events(168 * 12, seed=4)
+    first = workers(name="a")
+    second = workers(name="b")
+    publish(broker, events, batch_size=50)
+    expected = truth(events)
+    wait_exact(first, expected)
+    wait_exact(second, expected)  # any worker answers for the whole city
+    per_ward = Counter[str]()
+    for row in first.get("/api/counters?metric=events_total")["counters"]:
+        per_ward[row["ward"]] += row["value"]
+    assert set(per_ward) == set(WARDS), "every ward of the city has events"
+    assert sum(per_ward.values()) == expected["events_total"]
+    for ward in random.Random(5).sample(WARDS, 5):
+        ward_kpis = first.kpis(f"?ward={ward}")
+        assert ward_kpis["events_total"] == per_ward[ward]
+        assert ward_kpis["id_cards_issued"] == sum(
+            1 for e in {e["event_id"]: e for e in events}.values()
+            if e["ward_code"] == ward and e["event_type"] == "IdCardIssued"
+        )
