@@ -216,3 +216,13 @@ def test_raw_id_number_reaches_neither_topic_nor_response_nor_log(broker, tmp_pa
     logged = log_path.read_text()
     assert accepted[1]["event_ids"][0] in logged, "the accepted event id should be logged"
     assert RAW_ID not in logged
+
+
+def test_concurrent_requests_are_each_acknowledged_with_their_own_events(gateway, broker):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: post(gateway.url, id_card(f"07920400{i:04d}"), as_police()), range(24)))
+    assert {status for status, _ in answers} == {202}
+    accepted = sorted(body["event_ids"][0] for _, body in answers)
+    assert sorted(e["event_id"] for e in topic_events(broker, "lienthong.identity")) == accepted
