@@ -76,6 +76,7 @@ class Publisher:
         heartbeat_interval: float = 0.0,
         codec: EventCodec | None = None,
         producer: KafkaProducer | None = None,
+        linger: float = 0.5,
     ) -> None:
         self.connector = connector
         self.batch_size = max(1, batch_size)
@@ -91,6 +92,10 @@ class Publisher:
             client_id=f"lienthong-{connector}",
         )
         self.sent_total = 0
+        #: A batch never waits longer than this for more events: a rare event type
+        #: must not sit in a half-full batch while the traffic is light.
+        self.linger = linger
+        self._last_batch_send = time.monotonic()
         self._pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)
         self._partitions: dict[str, int] = {}
         self._errors: list[BaseException] = []
@@ -132,6 +137,13 @@ class Publisher:
             pending.append(encoded)
             if len(pending) >= self.batch_size:
                 self._send_batch(topic, partition)
+            if time.monotonic() - self._last_batch_send >= self.linger:
+                self._send_pending()
+
+    def _send_pending(self) -> None:
+        for topic, partition in list(self._pending):
+            self._send_batch(topic, partition)
+        self._last_batch_send = time.monotonic()
 
     def _send_batch(self, topic: str, partition: int) -> None:
         events = self._pending.pop((topic, partition), [])
@@ -143,8 +155,7 @@ class Publisher:
     def flush(self, timeout: float = 60.0) -> None:
         """Send what is queued and wait for every acknowledgement (acks=all)."""
         with self._lock:
-            for topic, partition in list(self._pending):
-                self._send_batch(topic, partition)
+            self._send_pending()
         self.producer.flush(timeout)
         if self._errors:
             errors, self._errors = self._errors, []
@@ -169,6 +180,8 @@ class Publisher:
     def _beat(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
+                with self._lock:
+                    self._send_pending()  # quiet spells: do not hold a half-full batch
                 self.heartbeat()
             except Exception as exc:  # a heartbeat must never kill the connector
                 log.warning("heartbeat_failed", error=str(exc))

@@ -129,6 +129,7 @@ def run_simulation(
     days: float,
     start: str,
     batch_size: int,
+    progress: bool = True,
 ) -> None:
     """Publish the seed's city traffic to ``settings.broker`` until told to stop."""
     start_ms = parse_time(start, "start")
@@ -161,7 +162,7 @@ def run_simulation(
     try:
         with (
             _StopSignal() as stop,
-            tqdm(total=events, unit="ev", desc=f"simulate seed={seed}") as bar,
+            tqdm(total=events, unit="ev", desc=f"simulate seed={seed}", disable=not progress, mininterval=0.5) as bar,
         ):
             for record in _paced(records, rate, duration, stop):
                 event = prepare(record, pseudonymiser)

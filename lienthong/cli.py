@@ -122,9 +122,10 @@ def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progre
 @click.option("--batch-size", type=int, default=100, show_default=True, help="Events per Kafka message.")
 @click.option("--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the city (--events records) as one CSV export per agency into this folder; publish nothing.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
 def simulate(ctx: click.Context, seed: int, rate: float, duration: float | None, events: int | None,
-             days: float, start: str, batch_size: int, csv_dir: Path | None) -> None:
+             days: float, start: str, batch_size: int, csv_dir: Path | None, progress: bool) -> None:
     """Publish realistic city traffic: every flow, chains, failures, late and duplicate events."""
     from connectors.simulator import export_csv, run_simulation
 
@@ -138,7 +139,7 @@ def simulate(ctx: click.Context, seed: int, rate: float, duration: float | None,
     if not settings.broker:
         raise click.UsageError("simulate needs a running broker: set LIENTHONG_BROKER or --broker")
     run_simulation(settings, seed=seed, rate=rate, duration=duration, events=events, days=days,
-                   start=start, batch_size=batch_size)
+                   start=start, batch_size=batch_size, progress=progress)
 
 
 @main.command()

@@ -6,18 +6,22 @@ shows that they only talk through Kafka and HTTP.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import click
 
 from lienthong.broker import EmbeddedBroker
 from lienthong.settings import Settings
 from lienthong.topics import ensure_topics
+from schemas.topics import AGENCIES
 
 
 def _wait_http(url: str, timeout: float) -> bool:
@@ -32,12 +36,27 @@ def _wait_http(url: str, timeout: float) -> bool:
     return False
 
 
+def demo_credentials(settings: Settings) -> Path:
+    """Per-agency gateway tokens for this demo, kept in the data dir (mode 0600)."""
+    path = settings.data_dir / "gateway-credentials.json"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        tokens = {agency: {"token": secrets.token_urlsafe(24)} for agency in AGENCIES}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(tokens, fh, indent=2)
+    return path
+
+
 def run_demo(settings: Settings, rate: float = 300.0) -> None:
+    credentials = demo_credentials(settings)
+    police_token = json.loads(credentials.read_text())["POLICE"]["token"]
     embedded = None if settings.broker else EmbeddedBroker().start()
     bootstrap = settings.broker or (embedded.bootstrap if embedded else "")
     ensure_topics(bootstrap, settings.partitions)
     env = dict(os.environ, LIENTHONG_BROKER=bootstrap, LIENTHONG_WEB_PORT=str(settings.web_port),
-               LIENTHONG_GATEWAY_PORT=str(settings.gateway_port), LIENTHONG_DATA_DIR=str(settings.data_dir))
+               LIENTHONG_GATEWAY_PORT=str(settings.gateway_port), LIENTHONG_DATA_DIR=str(settings.data_dir),
+               LIENTHONG_GATEWAY_CREDENTIALS=str(credentials))
     cli = [sys.executable, "-m", "lienthong"]
     children: list[subprocess.Popen[bytes]] = []
     stopping = {"now": False}
@@ -54,14 +73,20 @@ def run_demo(settings: Settings, rate: float = 300.0) -> None:
         if not _wait_http(f"{base}/healthz", 90):
             raise click.ClickException("the worker did not come up")
         children.append(
-            subprocess.Popen(cli + ["simulate", "--rate", str(rate), "--days", "30"], env=env)
+            subprocess.Popen(cli + ["simulate", "--rate", str(rate), "--days", "30", "--no-progress"], env=env)
         )
         click.echo("")
         click.echo(f"  lienthong demo is running on broker {bootstrap}")
         click.echo(f"  dashboard:  {base}/")
         click.echo(f"  KPIs:       {base}/api/kpis      flags: {base}/api/flags")
         click.echo(f"  metrics:    {base}/metrics")
-        click.echo(f"  gateway:    http://127.0.0.1:{settings.gateway_port}/v1/events")
+        click.echo(f"  gateway:    http://127.0.0.1:{settings.gateway_port}/v1/events  (tokens: {credentials})")
+        click.echo(
+            f"  try:        curl -s -XPOST -H 'Authorization: Bearer {police_token}' "
+            f"-d '{{\"event_type\":\"IdCardIssued\",\"occurred_at\":\"2024-06-01T08:00:00+07:00\","
+            f"\"ward_code\":\"26506\",\"citizen_id\":\"079200000001\",\"card_kind\":\"CCCD_CHIP\"}}' "
+            f"http://127.0.0.1:{settings.gateway_port}/v1/events"
+        )
         click.echo("  Ctrl-C stops everything.")
         click.echo("")
         while not stopping["now"]:
