@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from schemas.errors import ContractError
 from schemas.registry import SchemaRegistry, default_registry
@@ -26,6 +27,10 @@ ENVELOPE_FIELDS = (
     "correlation_id",
 )
 _PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
+#: The canonical UUID text, which ``uuid.UUID`` always accepts: checked by one
+#: regex match; any other spelling still goes through ``uuid.UUID``.
+_CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_AGENCIES = frozenset(("POLICE", "SOCIAL_INSURANCE", "HEALTH", "JUSTICE", "PORTAL", "LABOUR"))
 #: Chain starters and dossier steps cannot be joined without a dossier id.
 NEEDS_CORRELATION = frozenset(
     {"BirthRegistered", "DeathRegistered", "ProcedureSubmitted", "ProcedureCompleted"}
@@ -52,21 +57,54 @@ def _check_time(event_type: str, name: str, value: Any) -> None:
         raise ContractError(name, f"{value} is not a plausible UTC millisecond time", event_type)
 
 
+#: Payload checks per event type, compiled once per registry (the hot path of
+#: every worker): (name, has default, kind, enum symbols) in schema field order.
+_Check = tuple[str, bool, str, "frozenset[str] | None", str]
+_PLANS: WeakKeyDictionary[SchemaRegistry, dict[str, list[_Check]]] = WeakKeyDictionary()
+
+
+def _plans(reg: SchemaRegistry) -> dict[str, list[_Check]]:
+    plans = _PLANS.get(reg)
+    if plans is None:
+        plans = {}
+        for name in reg.event_types:
+            checks: list[_Check] = []
+            for f in payload_fields(name, reg):
+                symbols = _enum_symbols(f["type"])
+                if symbols is not None:
+                    kind = "enum"
+                elif isinstance(f["type"], dict) and f["type"].get("logicalType") == "timestamp-millis":
+                    kind = "time"
+                elif f["type"] in ("string", "long", "boolean"):
+                    kind = f["type"]
+                else:
+                    kind = "any"
+                checks.append((f["name"], "default" in f, kind,
+                               None if symbols is None else frozenset(symbols),
+                               "" if symbols is None else ", ".join(symbols)))
+            plans[name] = checks
+        _PLANS[reg] = plans
+    return plans
+
+
 def validate(event: Event, registry: SchemaRegistry | None = None) -> Event:
     """Return the event if it honours its contract; raise ``ContractError`` otherwise."""
     reg = registry or default_registry()
+    plans = _plans(reg)
     event_type = event.get("event_type")
-    if not isinstance(event_type, str) or event_type not in reg.event_types:
+    if not isinstance(event_type, str) or event_type not in plans:
         raise ContractError("event_type", f"unknown event type {event_type!r}")
-    try:
-        uuid.UUID(str(event.get("event_id")))
-    except ValueError:
-        raise ContractError("event_id", "must be a UUID", event_type) from None
+    event_id = event.get("event_id")
+    if not (isinstance(event_id, str) and _CANONICAL_UUID.match(event_id)):
+        try:
+            uuid.UUID(str(event_id))
+        except ValueError:
+            raise ContractError("event_id", "must be a UUID", event_type) from None
     expected_source = SOURCE_OF_EVENT[event_type]
     source = event.get("source")
     if expected_source is not None and source != expected_source:
         raise ContractError("source", f"{event_type} is published by {expected_source}, not {source}", event_type)
-    if source not in ("POLICE", "SOCIAL_INSURANCE", "HEALTH", "JUSTICE", "PORTAL", "LABOUR"):
+    if source not in _AGENCIES:
         raise ContractError("source", f"unknown agency {source!r}", event_type)
     _check_time(event_type, "occurred_at", event.get("occurred_at"))
     heartbeat = event_type == "ConnectorHeartbeat"
@@ -81,23 +119,21 @@ def validate(event: Event, registry: SchemaRegistry | None = None) -> Event:
         raise ContractError("correlation_id", "must be a non-empty string when given", event_type)
     if event_type in NEEDS_CORRELATION and corr is None:
         raise ContractError("correlation_id", f"is required for {event_type}", event_type)
-    for f in payload_fields(event_type, reg):
-        name = f["name"]
+    for name, has_default, kind, symbols, symbols_text in plans[event_type]:
         if name not in event:
-            if "default" in f:
+            if has_default:
                 continue
             raise ContractError(name, "is required", event_type)
         value = event[name]
-        symbols = _enum_symbols(f["type"])
         if symbols is not None:
-            if value not in symbols:
-                raise ContractError(name, f"{value!r} is not one of {', '.join(symbols)}", event_type)
-        elif isinstance(f["type"], dict) and f["type"].get("logicalType") == "timestamp-millis":
+            if not isinstance(value, str) or value not in symbols:
+                raise ContractError(name, f"{value!r} is not one of {symbols_text}", event_type)
+        elif kind == "time":
             _check_time(event_type, name, value)
-        elif f["type"] == "string" and (not isinstance(value, str) or not value):
+        elif kind == "string" and (not isinstance(value, str) or not value):
             raise ContractError(name, "must be a non-empty string", event_type)
-        elif f["type"] == "long" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        elif kind == "long" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ContractError(name, "must be a non-negative integer", event_type)
-        elif f["type"] == "boolean" and not isinstance(value, bool):
+        elif kind == "boolean" and not isinstance(value, bool):
             raise ContractError(name, "must be true or false", event_type)
     return event
