@@ -187,7 +187,7 @@ def openapi_document() -> dict[str, Any]:
     ward = _param("ward", "Official ward code of the city (5 digits, province 79).", {"type": "string", "enum": wards})
     day = _param("day", "Local day in Asia/Ho_Chi_Minh, YYYY-MM-DD.",
                  {"type": "string", "format": "date", "pattern": DAY_PATTERN})
-    metric = _param("metric", "Counter metric name, e.g. id_cards_issued.", {"type": "string"})
+    metric = _param("metric", "Counter metric name, e.g. id_cards_issued.", {"type": "string", "minLength": 1})
     status = _param("status", "Flag status (case-insensitive).", {"type": "string", "enum": list(FLAG_STATUSES)})
     ftype = _param("type", "Flag type (case-insensitive).", {"type": "string", "enum": list(FLAG_TYPES)})
     agency = _param("agency", "Agency that failed to share (case-insensitive).",

@@ -94,10 +94,16 @@ def _limit(value: str) -> str:
     return value
 
 
+def _metric(value: str) -> str:
+    if not value:
+        raise FilterError("metric", "must not be empty")
+    return value
+
+
 CHECKS: dict[str, Callable[[str], str]] = {
     "day": _day,
     "ward": _ward,
-    "metric": lambda v: v,
+    "metric": _metric,
     "status": _one_of("status", FLAG_STATUSES),
     "type": _one_of("type", FLAG_TYPES),
     "agency": _one_of("agency", AGENCIES),
@@ -106,10 +112,10 @@ CHECKS: dict[str, Callable[[str], str]] = {
 
 
 def _filters(request: web.Request, *names: str) -> dict[str, str | None]:
-    """The named query filters, checked and normalised; absent or empty means "any"."""
+    """The named query filters, checked and normalised; an absent one means "any"."""
     out: dict[str, str | None] = {}
     for name in names:
-        raw = request.query.get(name) or None
+        raw = request.query.get(name)
         out[name] = None if raw is None else CHECKS[name](raw)
     return out
 

@@ -1,0 +1,81 @@
+"""HubMetrics without a broker: what one processed message adds to the series."""
+
+from __future__ import annotations
+
+from collections import Counter
+from types import SimpleNamespace
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.metrics import HubMetrics, ThroughputHistory
+from streams.processor import Outcome
+
+
+class _Consumer:
+    def assignment(self) -> set[Any]:
+        return set()
+
+
+def fake_hub() -> Any:
+    view = SimpleNamespace(
+        flags=[{"type": "SYNC_FAILED", "status": "OPEN"}, {"type": "SYNC_FAILED", "status": "RESOLVED"}],
+        agencies={"POLICE": {"last_seen_ms": 0, "events": 1}},
+    )
+    return SimpleNamespace(view=view, processor=SimpleNamespace(states={0: None, 3: None}),
+                           app=SimpleNamespace(consumer=_Consumer()))
+
+
+def samples(metrics: HubMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    import asyncio
+
+    text = asyncio.run(metrics.exposition()).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_one_message_counts_accepted_duplicate_and_refused_events_by_agency():
+    metrics = HubMetrics(fake_hub())
+    outcome = Outcome(accepted=Counter(POLICE=4), duplicates=Counter(POLICE=1))
+    outcome.dead_letters = [object(), object()]  # type: ignore[list-item]
+    metrics.record("lienthong.identity", 2, 10, 0.0, outcome)
+    s = samples(metrics)
+    police = (("agency", "POLICE"), ("topic", "lienthong.identity"))
+    assert s[("lienthong_events_processed_total", police)] == 4
+    assert s[("lienthong_events_duplicate_total", police)] == 1
+    assert s[("lienthong_events_received_total", police)] == 5
+    assert s[("lienthong_events_dead_lettered_total", (("topic", "lienthong.identity"),))] == 2
+    assert s[("lienthong_messages_processed_total", (("topic", "lienthong.identity"),))] == 1
+
+
+def test_a_replayed_message_is_not_counted_again():
+    metrics = HubMetrics(fake_hub())
+    metrics.record("lienthong.identity", 2, 10, 0.0, Outcome(skipped=True))
+    assert samples(metrics)[("lienthong_messages_processed_total", (("topic", "lienthong.identity"),))] == 0
+    assert metrics.positions[("lienthong.identity", 2)] == 11
+
+
+def test_state_gauges_are_read_at_scrape_time():
+    s = samples(HubMetrics(fake_hub()))
+    assert s[("lienthong_flags_open", (("type", "SYNC_FAILED"),))] == 1
+    assert s[("lienthong_partitions_owned", ())] == 2
+    assert s[("lienthong_connector_heartbeat_age_seconds", (("agency", "POLICE"),))] > 0
+
+
+def test_two_hubs_keep_separate_registries():
+    a, b = HubMetrics(fake_hub()), HubMetrics(fake_hub())
+    a.record("lienthong.identity", 0, 0, 0.0, Outcome(accepted=Counter(POLICE=1)))
+    assert samples(b)[("lienthong_messages_processed_total", (("topic", "lienthong.identity"),))] == 0
+
+
+def test_throughput_history_buckets_by_minute_and_keeps_the_window():
+    history = ThroughputHistory(minutes=3)
+    history.add(Counter(POLICE=2), 60.0)
+    history.add(Counter(POLICE=1, HEALTH=5), 119.0)
+    history.add(Counter(HEALTH=1), 300.0)
+    assert history.rows(now_s=300.0) == [
+        {"minute": 180, "by_agency": {}},
+        {"minute": 240, "by_agency": {}},
+        {"minute": 300, "by_agency": {"HEALTH": 1}},
+    ]
+    assert history.rows(now_s=120.0)[1] == {"minute": 60, "by_agency": {"POLICE": 3, "HEALTH": 5}}
