@@ -1,0 +1,136 @@
+"""``lienthong status``: one screen an operator reads before anything else.
+
+It asks the two things that can be down separately: the broker (topics and
+partition counts, through the Kafka admin API) and a worker (its health, consumer
+lag from ``/metrics``, KPIs and open flags over HTTP). A worker that does not
+answer is an error (exit 1), because everything else on the screen would be stale.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections import Counter
+from typing import Any
+
+import click
+
+from lienthong.settings import Settings
+from schemas.topics import ALL_TOPICS
+
+HTTP_TIMEOUT_S = 5.0
+#: KPIs shown, in the order the city reports them.
+KPI_LINES = (
+    ("id_cards_issued", "ID cards issued"),
+    ("eid_level2_activated", "e-ID level 2 activated"),
+    ("insurance_synced", "insurance synced"),
+    ("insurance_sync_failed", "insurance sync failed"),
+    ("checkins_by_id_card", "check-ins by ID card"),
+    ("birth_chain_received", "birth chains received"),
+    ("birth_chain_completed", "birth chains completed"),
+    ("death_chain_received", "death chains received"),
+    ("death_chain_completed", "death chains completed"),
+    ("procedures_on_time_rate", "procedures on time"),
+    ("welfare_cashless_share", "welfare cashless share"),
+    ("events_total", "events"),
+    ("events_duplicate", "duplicates"),
+    ("events_dead_lettered", "dead-lettered"),
+    ("flags_open", "flags open"),
+)
+
+
+class WorkerUnreachable(Exception):
+    pass
+
+
+def _get(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+            return bytes(response.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise WorkerUnreachable(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+
+
+def _get_json(url: str) -> Any:
+    return json.loads(_get(url))
+
+
+def broker_topics(bootstrap: str) -> dict[str, int]:
+    """Partition count of each hub topic that exists on the broker (raises if unreachable)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lienthong-status",
+                             request_timeout_ms=5000)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [t for t in ALL_TOPICS if t in existing]
+        described = admin.describe_topics(wanted) if wanted else []
+        # kafka-python 2.0 names the topic "topic", later versions "name"
+        return {d.get("topic") or d["name"]: len(d["partitions"]) for d in described}
+    finally:
+        admin.close()
+
+
+def lag_by_topic(metrics_text: str) -> dict[str, int]:
+    """Consumer lag of this worker summed per topic, from its Prometheus exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    lag: Counter[str] = Counter()
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name == "lienthong_consumer_lag_messages":
+            for sample in family.samples:
+                lag[sample.labels["topic"]] += int(sample.value)
+    return dict(lag)
+
+
+def _fmt(name: str, value: Any) -> str:
+    if isinstance(value, float) and ("rate" in name or "share" in name):
+        return f"{value:.1%}"
+    return f"{value:,}"
+
+
+def _broker_section(settings: Settings) -> None:
+    click.echo("Broker")
+    if not settings.broker:
+        click.echo("  not configured: set LIENTHONG_BROKER or --broker to check topics")
+        return
+    try:
+        topics = broker_topics(settings.broker)
+    except Exception as exc:  # any admin failure means the same thing to an operator
+        click.echo(f"  {settings.broker}: UNREACHABLE ({exc.__class__.__name__}: {exc})")
+        return
+    click.echo(f"  {settings.broker}: reachable, {len(topics)}/{len(ALL_TOPICS)} hub topics")
+    for topic in ALL_TOPICS:
+        partitions = topics.get(topic)
+        click.echo(f"  {topic:<24} {'MISSING' if partitions is None else f'{partitions} partitions'}")
+
+
+def print_status(settings: Settings, url: str) -> None:
+    """Print broker, worker, lag, KPIs and open flags; exit 1 if the worker is unreachable."""
+    base = url.rstrip("/")
+    _broker_section(settings)
+    try:
+        health = _get_json(f"{base}/healthz")
+        lag = lag_by_topic(_get(f"{base}/metrics").decode())
+        kpis = _get_json(f"{base}/api/kpis")["kpis"]
+        flags = _get_json(f"{base}/api/flags?status=OPEN")["flags"]
+    except WorkerUnreachable as exc:
+        click.echo(f"Worker\n  {base}: UNREACHABLE ({exc})", err=True)
+        click.echo("error: no worker answered; start one with `lienthong worker` or pass --url", err=True)
+        sys.exit(1)
+    click.echo("Worker")
+    click.echo(f"  {base}: {health['status']} ({health['worker']}), owns partitions "
+               f"{health['partitions_owned']}, {health['messages']:,} messages processed")
+    click.echo(f"Consumer lag: {sum(lag.values()):,} messages")
+    for topic, n in sorted(lag.items()):
+        if n:
+            click.echo(f"  {topic:<24} {n:,}")
+    click.echo("KPIs")
+    for name, label in KPI_LINES:
+        click.echo(f"  {label:<26} {_fmt(name, kpis.get(name, 0))}")
+    by_type = Counter(flag["type"] for flag in flags)
+    click.echo(f"Open flags: {len(flags):,}")
+    for flag_type, n in by_type.most_common():
+        click.echo(f"  {flag_type:<26} {n:,}")
