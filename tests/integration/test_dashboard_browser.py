@@ -1,0 +1,50 @@
+"""The dashboard in a real Chromium: same figures as the API, updated live over SSE."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import pytest
+
+from tests.integration.test_web_api import import_id_cards
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ID_CARDS_TILE = '[data-kpi="id_cards_issued"]'
+
+
+@pytest.fixture
+def page() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1440, "height": 1000})
+        finally:
+            browser.close()
+
+
+def tile_number(page: object, selector: str) -> int | None:
+    text = page.inner_text(selector)  # type: ignore[attr-defined]
+    digits = re.sub(r"\D", "", text)
+    return int(digits) if digits else None
+
+
+def test_id_card_tile_shows_the_api_figure_and_follows_a_second_import(broker, workers, tmp_path, page):
+    worker = workers()
+    import_id_cards(broker, tmp_path, 70, "first.csv")
+    wait_for(lambda: worker.kpis()["id_cards_issued"] == 70, 60, what="the first import")
+    page.goto(f"{worker.url}/")  # type: ignore[attr-defined]
+    wait_for(lambda: tile_number(page, ID_CARDS_TILE) == worker.kpis()["id_cards_issued"], 30,
+             what="the tile to show /api/kpis")
+    page.evaluate("window.__sameDocument = true")  # type: ignore[attr-defined]
+
+    import_id_cards(broker, tmp_path, 130, "second.csv")  # 70 repeat (same rows) + 60 new
+    wait_for(lambda: worker.kpis()["id_cards_issued"] == 130, 60, what="the second import")
+    wait_for(lambda: tile_number(page, ID_CARDS_TILE) == 130, 30, what="the tile to update live")
+    assert page.evaluate("window.__sameDocument") is True  # type: ignore[attr-defined]
