@@ -185,10 +185,17 @@ async def flags(request: web.Request) -> web.Response:
 
 
 async def agencies(request: web.Request) -> web.Response:
-    seen = _hub(request).view.agencies
+    hub = _hub(request)
+    seen = hub.view.agencies
+    # Events come from the counters (summed over every partition); the liveness
+    # record only knows the partition that heard from the agency last.
+    events: Counter[str] = Counter()
+    for key, value in hub.view.counters.items():
+        if key.startswith("agency:"):
+            events[split_counter_key(key)[0][len("agency:"):]] += value
     now = int(time.time() * 1000)
     rows = [
-        {"agency": a, "events": info["events"], "last_seen": iso_utc(info["last_seen_ms"]),
+        {"agency": a, "events": events[a], "last_seen": iso_utc(info["last_seen_ms"]),
          "silent_for_s": round((now - info["last_seen_ms"]) / 1000, 1)}
         for a, info in sorted(seen.items())
     ]

@@ -149,3 +149,11 @@ def test_a_closed_stream_gives_its_listener_queue_back(broker, workers):
     assert worker.get("/healthz")["stream_listeners"] == 1
     conn.close()
     wait_for(lambda: worker.get("/healthz")["stream_listeners"] == 0, 30, what="the listener to be removed")
+
+
+def test_agencies_report_every_event_of_the_city_not_one_partition(broker, workers, tmp_path):
+    worker = workers()
+    import_id_cards(broker, tmp_path, 40)
+    body = wait_for(lambda: (b := worker.get("/api/agencies"))["agencies"][0]["events"] == 40 and b, 60,
+                    what="40 POLICE events")
+    assert [row["agency"] for row in body["agencies"]] == ["POLICE"]
