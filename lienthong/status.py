@@ -98,7 +98,7 @@ def _broker_section(settings: Settings) -> None:
         return
     try:
         topics = broker_topics(settings.broker)
-    except Exception as exc:  # any admin failure means the same thing to an operator
+    except Exception as exc:  # noqa: BLE001 - any admin failure means the same to an operator
         click.echo(f"  {settings.broker}: UNREACHABLE ({exc.__class__.__name__}: {exc})")
         return
     click.echo(f"  {settings.broker}: reachable, {len(topics)}/{len(ALL_TOPICS)} hub topics")

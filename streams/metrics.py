@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 from collections import Counter as Tally
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -73,7 +74,7 @@ class ThroughputHistory:
 class _StateCollector(Collector):
     """Gauges read from the hub's state at scrape time (nothing to do per event)."""
 
-    def __init__(self, metrics: "HubMetrics") -> None:
+    def __init__(self, metrics: HubMetrics) -> None:
         self.metrics = metrics
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
@@ -115,7 +116,7 @@ class _StateCollector(Collector):
 class HubMetrics:
     """The metric families of one worker and the per-message recording call."""
 
-    def __init__(self, hub: "Hub") -> None:
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.registry = CollectorRegistry()
         r = self.registry
@@ -145,6 +146,7 @@ class HubMetrics:
         )
         r.register(_StateCollector(self))
         self.throughput = ThroughputHistory()
+        self._children: dict[tuple[int, tuple[str, ...]], Counter] = {}
         #: Next offset to process per (topic, partition), from processed messages.
         self.positions: dict[tuple[str, int], int] = {}
         #: Lag per (topic, partition), refreshed just before each scrape.
@@ -153,25 +155,34 @@ class HubMetrics:
             self.messages.labels(topic)
             self.dead_lettered.labels(topic)
 
-    def record(self, topic: str, partition: int, offset: int, timestamp_s: float, outcome: "Outcome") -> None:
+    def record(self, topic: str, partition: int, offset: int, timestamp_s: float, outcome: Outcome) -> None:
         """Account one processed message; a replayed (skipped) one only moves the position."""
         self.positions[(topic, partition)] = offset + 1
         if outcome.skipped:
             return
         now = time.time()
-        self.messages.labels(topic).inc()
+        child = self._child
+        child(self.messages, topic).inc()
         self.latency.observe(max(0.0, now - timestamp_s))
         for agency, n in outcome.accepted.items():
-            self.processed.labels(topic, agency).inc(n)
-            self.received.labels(topic, agency).inc(n)
+            child(self.processed, topic, agency).inc(n)
+            child(self.received, topic, agency).inc(n)
         for agency, n in outcome.duplicates.items():
-            self.duplicate.labels(topic, agency).inc(n)
-            self.received.labels(topic, agency).inc(n)
+            child(self.duplicate, topic, agency).inc(n)
+            child(self.received, topic, agency).inc(n)
         if outcome.dead_letters:
-            self.dead_lettered.labels(topic).inc(len(outcome.dead_letters))
-            self.received.labels(topic, UNKNOWN_AGENCY).inc(len(outcome.dead_letters))
+            child(self.dead_lettered, topic).inc(len(outcome.dead_letters))
+            child(self.received, topic, UNKNOWN_AGENCY).inc(len(outcome.dead_letters))
         if outcome.accepted:
             self.throughput.add(outcome.accepted, now)
+
+    def _child(self, family: Counter, *labels: str) -> Counter:
+        """The labelled series, resolved once: ``labels()`` takes a lock on every call."""
+        key = (id(family), labels)
+        series = self._children.get(key)
+        if series is None:
+            series = self._children[key] = family.labels(*labels)
+        return series
 
     async def refresh_lag(self) -> None:
         """Recompute consumer lag of the owned event partitions from the Faust consumer."""
@@ -179,7 +190,7 @@ class HubMetrics:
         lag: dict[tuple[str, int], int] = {}
         try:
             assignment = consumer.assignment()
-        except Exception:  # not started or mid-rebalance: no partitions to report
+        except Exception:  # noqa: BLE001 - not started or mid-rebalance: nothing to report
             assignment = set()
         for tp in assignment:
             if tp.topic not in EVENT_TOPICS:
@@ -188,8 +199,11 @@ class HubMetrics:
             if highwater is None:
                 continue
             position = self.positions.get((tp.topic, tp.partition))
-            if position is None:
-                position = await consumer.position(tp)
+            if position is None:  # nothing processed here yet: ask the consumer
+                try:
+                    position = await consumer.position(tp)
+                except Exception:  # noqa: BLE001, S112 - revoked meanwhile: no lag to report
+                    continue
             if position is None:
                 continue
             lag[(tp.topic, tp.partition)] = max(0, int(highwater) - int(position))
@@ -204,7 +218,7 @@ class HubMetrics:
         return generate_latest(self.registry)
 
 
-def iter_families(text: str) -> Iterator[Any]:
+def iter_families(text: str) -> Iterable[Any]:
     """Parsed metric families of an exposition (for the CLI and tests)."""
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -14,9 +14,10 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -31,7 +32,7 @@ from streams.state import split_counter_key
 if TYPE_CHECKING:
     from streams.app import Hub
 
-HUB_KEY: web.AppKey["Hub"] = web.AppKey("hub")
+HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 #: Seconds between checks for changed KPIs and pending counts on a live stream.
@@ -53,7 +54,7 @@ class FilterError(Exception):
         self.reason = reason
 
 
-def _hub(request: web.Request) -> "Hub":
+def _hub(request: web.Request) -> Hub:
     return request.app[HUB_KEY]
 
 
@@ -149,7 +150,7 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-def _kpis_body(hub: "Hub", ward: str | None = None, day: str | None = None) -> dict[str, Any]:
+def _kpis_body(hub: Hub, ward: str | None = None, day: str | None = None) -> dict[str, Any]:
     return {"as_of": _as_of(), "filters": {"ward": ward, "day": day}, "kpis": hub.view.kpis(ward, day)}
 
 
@@ -220,7 +221,7 @@ async def wards(request: web.Request) -> web.Response:
         for ward in set(totals) | set(open_flags)
         for t in [totals.get(ward, Counter())]
     ]
-    rows.sort(key=lambda r: (-r["events"], -r["flags_open"], r["ward"]))
+    rows.sort(key=lambda r: (-int(r["events"]), -int(r["flags_open"]), str(r["ward"])))
     limit = int(f["limit"] or 20)
     return web.json_response({"as_of": _as_of(), "wards_total": len(rows), "wards": rows[:limit]})
 
@@ -304,7 +305,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 # -- wiring ---------------------------------------------------------------------
-def build_web_app(hub: "Hub") -> web.Application:
+def build_web_app(hub: Hub) -> web.Application:
     app = web.Application(middlewares=[refuse_bad_filters])
     app[HUB_KEY] = hub
     app.router.add_get("/", dashboard)
@@ -322,7 +323,7 @@ def build_web_app(hub: "Hub") -> web.Application:
     return app
 
 
-async def start_web(hub: "Hub", host: str, port: int) -> web.AppRunner:
+async def start_web(hub: Hub, host: str, port: int) -> web.AppRunner:
     runner = web.AppRunner(build_web_app(hub), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -24,8 +24,8 @@ def test_status_shows_topics_lag_kpis_and_open_flags(broker, workers, tmp_path):
     out = result.stdout
     assert f"{broker}: reachable, 11/11 hub topics" in out
     assert re.search(r"lienthong\.identity\s+8 partitions", out)
-    assert re.search(r"^Consumer lag: \d+ messages", out, re.M)
-    assert re.search(r"ID cards issued\s+60$", out, re.M)
+    assert re.search(r"^Consumer lag: \d+ messages", out, re.MULTILINE)
+    assert re.search(r"ID cards issued\s+60$", out, re.MULTILINE)
     assert re.search(r"CONTRACT_VIOLATION\s+\d+", out)
 
 

@@ -56,7 +56,7 @@ def test_every_endpoint_conforms_to_its_openapi_description(broker, workers, tmp
         [str(SCHEMATHESIS), "run", f"{worker.url}/openapi.json", "--checks", "all",
          "--max-examples", "12", "--generation-deterministic", "--workers", "1",
          "--exclude-path", "/api/stream", "--report-dir", str(tmp_path / "schemathesis")],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        check=False, capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
