@@ -16,7 +16,7 @@ from schemas.errors import ContractError
 from schemas.validation import validate
 from streams.clock import local_day
 from streams.counting import count_event
-from streams.flags import FlagRule, SourcePosition, default_rules
+from streams.flags import BaseRule, FlagRule, SourcePosition, default_rules
 from streams.state import Delta, PartitionState
 
 Event = dict[str, Any]
@@ -111,6 +111,9 @@ class Processor:
             for rule in self.rules:
                 rule.on_dead_letter(dead.error, where, change)
         watermark = state.watermark
+        # hooks a rule leaves as BaseRule's no-op are skipped: several calls per event
+        on_event = [rule.on_event for rule in self.rules
+                    if getattr(type(rule), "on_event", None) is not BaseRule.on_event]
         for event in events:
             if not change.first_sighting(event["event_id"]):
                 change.count("events_duplicate", event["ward_code"], local_day(event["occurred_at"]))
@@ -120,8 +123,8 @@ class Processor:
                 continue
             outcome.accepted[event["source"]] += 1
             count_event(event, change)
-            for rule in self.rules:
-                rule.on_event(event, change)
+            for hook in on_event:
+                hook(event, change)
             if event["event_type"] != "ConnectorHeartbeat":
                 # heartbeats carry wall-clock time; only agency events move event time
                 watermark = max(watermark, event["occurred_at"])

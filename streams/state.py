@@ -24,6 +24,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+_ABSENT = object()
+
 #: Stores kept per partition, each a dict of key → JSON-able value.
 STORES = ("meta", "flags", "chains", "dossiers", "citizens", "pending")
 
@@ -125,7 +127,9 @@ class Change:
         self.flag_changes: list[dict[str, Any]] = []
 
     def count(self, metric: str, ward: str, day: str, n: int = 1) -> None:
-        self.inc[counter_key(metric, ward, day)] += n
+        key = f"{metric}|{ward}|{day}"  # counter_key, inlined: several calls per event
+        inc = self.inc
+        inc[key] = inc.get(key, 0) + n
 
     def first_sighting(self, event_id: str) -> bool:
         """True the first time an event id is seen in this partition; records it."""
@@ -137,10 +141,12 @@ class Change:
 
     def get(self, store: str, key: str, default: Any = None) -> Any:
         pending = self.put.get(store)
-        if pending is not None and key in pending:
-            value = pending[key]
-            return default if value is None else value
-        return self.state.stores.get(store, {}).get(key, default)
+        if pending is not None:
+            value = pending.get(key, _ABSENT)
+            if value is not _ABSENT:
+                return default if value is None else value
+        target = self.state.stores.get(store)
+        return default if target is None else target.get(key, default)
 
     def set(self, store: str, key: str, value: Any) -> None:
         self.put.setdefault(store, {})[key] = value

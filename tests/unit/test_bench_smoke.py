@@ -1,0 +1,52 @@
+"""The benchmark harness counts what it should (no timing assertions: figures live in bench/)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from bench.profile_processor import run_bare_decode, run_processor, totals
+from bench.workload import build_events, encode_messages
+
+
+def test_workload_is_mixed_city_traffic_grouped_per_partition():
+    events = build_events(400, seed=3)
+    assert len(events) == 400
+    assert len({e["event_type"] for e in events}) >= 5
+    messages = encode_messages(events, batch_size=50, partitions=4)
+    assert sum(m.events for m in messages) == 400
+    assert all(0 <= m.partition < 4 for m in messages)
+
+
+def test_processor_pass_counts_every_event_exactly_once():
+    events = build_events(300, seed=4)
+    messages = encode_messages(events, batch_size=40, partitions=4)
+    _, decoded = run_bare_decode(messages)
+    assert decoded == 300
+    _, processor = run_processor(messages)
+    counted = totals(processor)
+    unique = len({e["event_id"] for e in events})
+    assert counted["events_total"] == unique
+    assert counted["events_duplicate"] == 300 - unique
+    assert counted["events_dead_lettered"] == 0
+
+
+def test_single_event_messages_count_the_same_as_batches():
+    events = build_events(200, seed=5)
+    one = totals(run_processor(encode_messages(events, batch_size=1, partitions=2))[1])
+    many = totals(run_processor(encode_messages(events, batch_size=100, partitions=2))[1])
+    assert one == many
+    assert one["events_total"] + one["events_duplicate"] == 200
+    assert Counter(e["event_type"] for e in events)  # sanity: events carry their type
+
+
+def test_lienthong_bench_end_to_end_reports_the_right_counts():
+    """The real harness (embedded broker, Publisher, bare consumer, one worker) on a few hundred events."""
+    from bench.throughput import main
+
+    figures = main(events=300, batch_size=100, workers=1, quiet=True)
+    assert figures.events == 300
+    assert figures.bare_events == 300
+    run = figures.runs[1]
+    assert run.counted == 300
+    assert run.messages == figures.messages
+    assert run.peak_rss_mib[0] > 0
