@@ -35,6 +35,9 @@ from streams.view import CityView, snapshot_of
 
 log = get_logger(__name__)
 
+#: Snapshot publishing gets at most about 1/SNAPSHOT_COST_FACTOR of the worker's time.
+SNAPSHOT_COST_FACTOR = 20.0
+
 
 class Hub:
     """What a running worker holds: the Faust app, the processor and the view."""
@@ -51,6 +54,10 @@ class Hub:
         self.view.live_flags.append(self.silence.flags)
         self.listeners: list[asyncio.Queue[dict[str, Any]]] = []
         self.published_versions: dict[int, int] = {}
+        #: Publishing snapshots is O(state), and in a backfill every partition
+        #: changes every interval: after a publish that took T seconds, the next
+        #: waits at least SNAPSHOT_COST_FACTOR × T, so it stays a small share of work.
+        self._next_snapshot_at = 0.0
         self.started_at = time.time()
         self.stats: dict[str, Any] = {"messages": 0, "skipped": 0}
         self.metrics = HubMetrics(self)
@@ -204,6 +211,16 @@ class Hub:
 
     # -- snapshots for dashboards and the replicated view ----------------------
     async def publish_snapshots(self) -> None:
+        if time.monotonic() < self._next_snapshot_at:
+            return
+        started = time.monotonic()
+        try:
+            await self._publish_snapshots()
+        finally:
+            finished = time.monotonic()
+            self._next_snapshot_at = finished + SNAPSHOT_COST_FACTOR * (finished - started)
+
+    async def _publish_snapshots(self) -> None:
         for partition, state in list(self.processor.states.items()):
             if self.published_versions.get(partition) == state.version:
                 continue
