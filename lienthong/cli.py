@@ -101,7 +101,7 @@ def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progre
         raise click.UsageError("import needs a running broker: set LIENTHONG_BROKER or --broker")
     ensure_topics(settings.broker, settings.partitions)
     publisher = Publisher(settings.broker, connector=f"csv-import-{agency.lower()}", batch_size=batch_size,
-                          heartbeat_source=agency)
+                          heartbeat_source=agency, heartbeat_interval=5.0)
     try:
         report = import_csv(file, agency, publisher, Pseudonymiser(settings.resolved_pseudonym_key()), progress=progress)
     finally:

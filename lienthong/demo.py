@@ -69,6 +69,7 @@ def run_demo(settings: Settings, rate: float = 300.0) -> None:
     try:
         children.append(subprocess.Popen(cli + ["worker", "--name", "demo-worker"], env=env))
         children.append(subprocess.Popen(cli + ["gateway"], env=env))
+        names = {children[0].pid: "worker", children[1].pid: "gateway"}
         base = f"http://{settings.web_host}:{settings.web_port}"
         if not _wait_http(f"{base}/healthz", 90):
             raise click.ClickException("the worker did not come up")
@@ -92,7 +93,7 @@ def run_demo(settings: Settings, rate: float = 300.0) -> None:
         while not stopping["now"]:
             for child in children[:2]:
                 if child.poll() is not None:
-                    raise click.ClickException(f"{' '.join(child.args[3:5])} exited with {child.returncode}")
+                    raise click.ClickException(f"{names[child.pid]} exited with {child.returncode}")
             time.sleep(0.5)
     finally:
         for child in reversed(children):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -16,7 +17,7 @@ import structlog
 _ID_NUMBER = re.compile(r"(?<!\d)\d{12}(?!\d)")
 
 
-def redact_id_numbers(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_id_numbers(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in event_dict.items():
         if isinstance(value, str) and _ID_NUMBER.search(value):
             event_dict[key] = _ID_NUMBER.sub("[REDACTED-ID]", value)

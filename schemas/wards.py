@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from vietnam_provinces import Ward
+from vietnam_provinces import ProvinceCode, Ward
 
 CITY_PROVINCE_CODE = 79
 
@@ -16,7 +16,7 @@ def _code(ward: Ward) -> str:
 @cache
 def city_wards() -> dict[str, str]:
     """Ward code (5 digits) → ward name, in the package's official order."""
-    return {_code(w): w.name.strip() for w in Ward.iter_by_province(CITY_PROVINCE_CODE)}
+    return {_code(w): w.name.strip() for w in Ward.iter_by_province(ProvinceCode(CITY_PROVINCE_CODE))}
 
 
 @cache

@@ -127,15 +127,15 @@ class Hub:
             self.web_runner = await start_web(hub, s.web_host, s.web_port)
             log.info("web_listening", url=f"http://{s.web_host}:{s.web_port}/")
 
-        @app.on_partitions_revoked.connect
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust calls receivers positionally
         async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
             hub.on_revoked(revoked)
 
-        @app.on_partitions_assigned.connect
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust calls receivers positionally
         async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
             log.info("partitions_assigned", partitions=sorted({tp.partition for tp in assigned}))
 
-        @app.on_rebalance_complete.connect
+        @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust calls receivers positionally
         async def on_rebalance_complete(app: faust.App, **_: Any) -> None:
             # The delta table is recovered now: fold every owned partition, so the
             # view is live for them even before their next message arrives.
@@ -167,7 +167,7 @@ class Hub:
         topic, partition, offset = message.topic, message.partition, message.offset
         self.owned_state(partition)
         outcome = self.processor.process(
-            topic, partition, offset, message.value, int(message.timestamp * 1000), int(time.time() * 1000)
+            topic, partition, offset, message.value or b"", int(message.timestamp * 1000), int(time.time() * 1000)
         )
         self.stats["messages"] += 1
         self.metrics.record(topic, partition, offset, message.timestamp, outcome)
