@@ -55,7 +55,7 @@ class Figures:
     import_s: float = 0.0
     bare_s: float = 0.0
     bare_events: int = 0
-    runs: dict[int, "WorkerRun"] = field(default_factory=dict)
+    runs: dict[int, WorkerRun] = field(default_factory=dict)
 
     def rate(self, seconds: float, n: int | None = None) -> float:
         return (self.events if n is None else n) / seconds if seconds > 0 else 0.0

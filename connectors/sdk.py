@@ -13,14 +13,14 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
 from connectors.pseudonym import Pseudonymiser
 from lienthong.logs import get_logger
-from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.topics import HEARTBEATS, TOPIC_OF_EVENT, partition_key
 from schemas.validation import Event, validate
@@ -194,7 +194,7 @@ class Publisher:
         finally:
             self.producer.close()
 
-    def __enter__(self) -> "Publisher":
+    def __enter__(self) -> Publisher:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -50,7 +50,7 @@ class Settings:
     sla: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         return cls(
             broker=_env("BROKER", ""),
             partitions=int(_env("PARTITIONS", "8")),
@@ -69,7 +69,7 @@ class Settings:
             sla=_sla_from_env(),
         )
 
-    def with_(self, **changes: object) -> "Settings":
+    def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def resolved_pseudonym_key(self) -> bytes:

@@ -26,11 +26,11 @@ from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
 from streams.flags import default_rules
+from streams.metrics import HubMetrics
 from streams.processor import Outcome, Processor
 from streams.silence import SilenceMonitor, owns_publisher_partition
 from streams.sla import resolve_sla, sla_ms
 from streams.state import Delta, PartitionState, delta_key, partition_of_delta_key
-from streams.metrics import HubMetrics
 from streams.view import CityView, snapshot_of
 
 log = get_logger(__name__)

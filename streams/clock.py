@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -13,7 +13,7 @@ DAY_MS = 24 * HOUR_MS
 
 @lru_cache(maxsize=65536)
 def _day_of_hour(hour: int) -> str:
-    moment = datetime.fromtimestamp(hour * 3600, tz=timezone.utc).astimezone(CITY_TZ)
+    moment = datetime.fromtimestamp(hour * 3600, tz=UTC).astimezone(CITY_TZ)
     return moment.date().isoformat()
 
 
@@ -23,4 +23,4 @@ def local_day(ms: int) -> str:
 
 
 def iso_utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")

@@ -7,7 +7,8 @@ under any filter (a ward, a day, or the whole city).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from streams.state import split_counter_key
 

@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from schemas.codec import EventCodec
 from schemas.errors import ContractError
 from schemas.validation import validate

@@ -21,8 +21,9 @@ comes from the state design itself:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 _ABSENT = object()
 
@@ -61,7 +62,7 @@ class Delta:
         return {"s": self.seq, "t": self.topic, "o": self.offset, "i": self.inc, "n": self.seen, "p": self.put}
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> "Delta":
+    def from_json(cls, raw: dict[str, Any]) -> Delta:
         return cls(raw["s"], raw["t"], raw["o"], raw.get("i", {}), raw.get("n", []), raw.get("p", {}))
 
 
@@ -79,7 +80,7 @@ class PartitionState:
         self.version = 0
 
     @classmethod
-    def fold(cls, partition: int, deltas: Iterable[Delta]) -> "PartitionState":
+    def fold(cls, partition: int, deltas: Iterable[Delta]) -> PartitionState:
         state = cls(partition)
         for delta in sorted(deltas, key=lambda d: d.seq):
             state.apply(delta)
@@ -104,7 +105,7 @@ class PartitionState:
         self.seq = max(self.seq, delta.seq + 1)
         self.version += 1
 
-    def begin(self, topic: str, offset: int) -> "Change":
+    def begin(self, topic: str, offset: int) -> Change:
         return Change(self, topic, offset)
 
     @property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from lienthong.broker import EmbeddedBroker
 from lienthong.logs import get_logger

@@ -10,8 +10,9 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lienthong.broker import free_port
 
@@ -63,7 +64,7 @@ class WorkerProcess:
         self.env = hub_env(bootstrap, data_dir, LIENTHONG_WEB_PORT=str(self.port), LIENTHONG_STORE=store)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait: bool = True) -> "WorkerProcess":
+    def start(self, wait: bool = True) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

@@ -115,7 +115,8 @@ def test_chain_and_procedure_records_carry_their_dossier_id():
 
 def test_per_hundred_id_cards_the_flows_match_the_city_figures():
     cards = len(unique(of("IdCardIssued")))
-    per_100 = lambda n: 100 * n / cards
+    def per_100(n):
+        return 100 * n / cards
     assert 50 <= per_100(len(unique(of("EIdActivated")))) <= 70
     assert 18 <= per_100(len(unique(of("EIdActivated", level="LEVEL_2")))) <= 28
     syncs = unique(of("HealthInsuranceSynced"))
