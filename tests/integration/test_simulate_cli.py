@@ -11,6 +11,7 @@ import pytest
 from connectors.csv_import import parse_time
 from connectors.simulator import generate_city
 from connectors.truth import expected_kpis
+from schemas.codec import EventCodec
 from tests.support import ROOT, hub_env, run_cli, wait_for
 
 pytestmark = pytest.mark.integration
@@ -113,10 +114,15 @@ def test_simulated_personal_id_numbers_never_reach_a_topic(broker, tmp_path):
         auto_offset_reset="earliest",
         consumer_timeout_ms=3000,
     )
-    payload = b"".join(message.value for message in consumer)
+    values = [message.value for message in consumer]
     consumer.close()
-    raw_ids = {e["citizen_id"] for e in generate_city(9, parse_time(START, "start"), 7, 300)}
+    payload = b"".join(values)
+    generated = generate_city(9, parse_time(START, "start"), 7, 300)
+    raw_ids = {e["citizen_id"] for e in generated}
     assert payload, "nothing was published"
+    decoded = [event for value in values for event in EventCodec().decode_message(value)]
+    agency_events = sorted(e["event_id"] for e in decoded if e["event_type"] != "ConnectorHeartbeat")
+    assert agency_events == sorted(e["event_id"] for e in generated)  # every message decodes; nothing lost
     assert not [i for i in raw_ids if i.encode() in payload]
     assert not [i for i in raw_ids if i in result.stdout + result.stderr]
 
