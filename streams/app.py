@@ -183,12 +183,14 @@ class Hub:
             return outcome
         assert outcome.delta is not None
         self.deltas[key] = outcome.delta.to_json()
+        # Side effects go into the producer buffer, not awaited one by one: Faust
+        # flushes that buffer (with the delta's changelog record, queued just above)
+        # before it commits the source offset, so they stay at-least-once, in order.
         for dead in outcome.dead_letters:
-            await self.deadletter_topic.send(key=message.key, value=dead.value, headers=dead.headers())
+            self.deadletter_topic.send_soon(key=message.key, value=dead.value, headers=dead.headers())
+        encode = self.codec.encode_record
         for flag in outcome.flag_changes:
-            await self.alerts_topic.send(
-                key=flag["flag_id"].encode(), value=self.codec.encode_record("Flag", flag)
-            )
+            self.alerts_topic.send_soon(key=flag["flag_id"].encode(), value=encode("Flag", flag))
         self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
                      "accepted": dict(outcome.accepted)})
         return outcome
