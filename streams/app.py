@@ -92,6 +92,9 @@ class Hub:
             default=None,
             partitions=s.partitions,
             key_type=str,
+            # bytes: Hub encodes each delta once (Delta.encode); Faust's default JSON
+            # value serializer would encode it twice (local store and changelog).
+            value_type=bytes,
             help="One record per processed source message: the offset-fenced state delta.",
         )
         self.events_topic = app.topic(
@@ -150,7 +153,7 @@ class Hub:
         state = self.processor.states.get(partition)
         if state is None:
             deltas = [
-                Delta.from_json(value)
+                Delta.decode(value)
                 for key, value in self.deltas.items()
                 if value is not None and partition_of_delta_key(key) == partition
             ]
@@ -182,7 +185,7 @@ class Hub:
                 self.deltas[key] = existing
             return outcome
         assert outcome.delta is not None
-        self.deltas[key] = outcome.delta.to_json()
+        self.deltas[key] = outcome.delta.encode()
         # Side effects go into the producer buffer, not awaited one by one: Faust
         # flushes that buffer (with the delta's changelog record, queued just above)
         # before it commits the source offset, so they stay at-least-once, in order.
