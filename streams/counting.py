@@ -48,13 +48,17 @@ def count_event(event: Event, change: Change) -> None:
     kind = event["event_type"]
     ward = event["ward_code"]
     day = local_day(event["occurred_at"])
-    c = change.count
     if kind == "ConnectorHeartbeat":
-        c("heartbeats", "", day)
+        change.count("heartbeats", "", day)
         return
-    c("events_total", ward, day)
-    c(f"events:{kind}", ward, day)
-    c(f"agency:{event['source']}", ward, day)
+    # Every counter of an event shares its "|ward|day" key suffix: build it once and
+    # add to the change's increments directly (same keys as Change.count), since
+    # this runs for every event and calls it several times.
+    inc = change.inc
+    tail = f"|{ward}|{day}"
+    for key in ("events_total" + tail, "events:" + kind + tail, "agency:" + event["source"] + tail):
+        inc[key] = inc.get(key, 0) + 1
+    c = change.count
     if kind == "IdCardIssued":
         c("id_cards_issued", ward, day)
     elif kind == "EIdActivated":

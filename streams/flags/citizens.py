@@ -198,7 +198,8 @@ class CitizenDataRule(BaseRule):
         card = updated.get("card")
         if card is not None and card[0] + self.sync_sla >= watermark:
             self.deadlines.add(change, card[0] + self.sync_sla, ref)
-        self.reconcile_all(ref, updated, watermark, change)
+        self.reconcile_all(ref, updated, watermark, change,
+                           syncs_changed=event["event_type"] == "HealthInsuranceSynced")
 
     def on_watermark(self, watermark: int, change: Change) -> None:
         for ref in list(self.deadlines.due(change, watermark)):
@@ -210,8 +211,18 @@ class CitizenDataRule(BaseRule):
                     sync_missing(ref, record, watermark, self.sync_sla),
                 )
 
-    def reconcile_all(self, ref: str, record: Record, watermark: int, change: Change) -> None:
-        reconcile(change, flag_id("SYNC_FAILED", ref), sync_failed(ref, record))
+    def reconcile_all(
+        self, ref: str, record: Record, watermark: int, change: Change, *, syncs_changed: bool = True
+    ) -> None:
+        """Bring the citizen's three flags in line with the record.
+
+        ``SYNC_FAILED`` is a function of the record's syncs alone, and every change
+        of the record is reconciled here: when an event did not touch the syncs (an
+        ID card, a check-in), the stored flag already equals the desired one, so
+        ``syncs_changed=False`` skips building it again (the per-event hot path).
+        """
+        if syncs_changed:
+            reconcile(change, flag_id("SYNC_FAILED", ref), sync_failed(ref, record))
         reconcile(
             change,
             flag_id("SYNC_MISSING", ref),
