@@ -21,6 +21,7 @@ from kafka.partitioner.default import murmur2
 
 from connectors.pseudonym import Pseudonymiser
 from lienthong.logs import get_logger
+from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.topics import HEARTBEATS, TOPIC_OF_EVENT, partition_key
 from schemas.validation import Event, validate
@@ -80,7 +81,8 @@ class Publisher:
     ) -> None:
         self.connector = connector
         self.batch_size = max(1, batch_size)
-        self.codec = codec or EventCodec()
+        # Confluent framing when a schema registry is configured, else single-object encoding
+        self.codec = codec or EventCodec.for_registry_url(Settings.from_env().schema_registry_url)
         self.producer = producer or KafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",

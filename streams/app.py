@@ -46,7 +46,7 @@ class Hub:
         self.settings = settings
         self.bootstrap = bootstrap
         self.worker_name = worker_name or f"{os.uname().nodename}-{os.getpid()}"
-        self.codec = EventCodec()
+        self.codec = EventCodec.for_registry_url(settings.schema_registry_url)
         self.processor = Processor(self.codec, default_rules(settings.sla))
         self.silence = SilenceMonitor(sla_ms(resolve_sla(settings.sla), "AGENCY_SILENT"))
         self.view = CityView()

@@ -7,6 +7,7 @@ import pytest
 
 from lienthong.broker import EmbeddedBroker
 from lienthong.topics import ensure_topics
+from tests.registry_stand_in import stand_in  # noqa: F401  (a fixture for every test)
 from tests.support import WorkerProcess
 
 PARTITIONS = 8

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ from schemas.confluent import (
 from schemas.errors import ContractError
 from schemas.registry import AVRO_DIR, SchemaRegistry, default_registry
 from schemas.wards import ward_codes
+from tests.registry_stand_in import StandInRegistry
 
 CODEC = EventCodec()
 WARD = min(ward_codes())
@@ -101,66 +99,7 @@ def test_events_written_by_an_older_version_are_read_by_a_newer_codec(tmp_path: 
     assert new.decode(message) == welfare()
 
 
-# -- Confluent framing, against a stand-in registry --------------------------------
-class StandInRegistry(ThreadingHTTPServer):
-    """A stand-in for a Confluent schema registry: only the two endpoints the codec uses.
-
-    Not the real product; it implements their documented request and answer
-    shapes so the client's HTTP, caching and framing are exercised for real.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.schemas: list[str] = []
-        self.requests: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: StandInRegistry
-
-    def _answer(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:
-        self.server.requests.append(f"POST {self.path}")
-        parts = self.path.strip("/").split("/")
-        if len(parts) != 3 or parts[0] != "subjects" or parts[2] != "versions":
-            return self._answer(404, {"error_code": 404, "message": "not found"})
-        schema = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["schema"]
-        if schema not in self.server.schemas:
-            self.server.schemas.append(schema)
-        return self._answer(200, {"id": self.server.schemas.index(schema) + 1})
-
-    def do_GET(self) -> None:
-        self.server.requests.append(f"GET {self.path}")
-        prefix = "/schemas/ids/"
-        if self.path.startswith(prefix) and self.path[len(prefix):].isdigit():
-            index = int(self.path[len(prefix):]) - 1
-            if 0 <= index < len(self.server.schemas):
-                return self._answer(200, {"schema": self.server.schemas[index]})
-        return self._answer(404, {"error_code": 40403, "message": "Schema not found"})
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def stand_in() -> Iterator[StandInRegistry]:
-    server = StandInRegistry()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+# -- Confluent framing, against a stand-in registry (tests/registry_stand_in.py) ----
 
 
 def confluent_codec(url: str) -> EventCodec:
