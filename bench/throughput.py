@@ -38,7 +38,7 @@ from typing import Any
 
 from bench.workload import build_events
 from connectors.sdk import Publisher
-from lienthong.broker import EmbeddedBroker, free_port
+from lienthong.broker import EmbeddedBroker, free_port, stop_process
 from lienthong.topics import ensure_topics
 from schemas.codec import EventCodec
 from schemas.topics import EVENT_TOPICS
@@ -186,13 +186,8 @@ class BenchWorker:
             raise RuntimeError(f"worker {self.name} exited: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process:
+            stop_process(self.process, 30)
 
 
 def run_workers(bootstrap: str, data_dir: Path, count: int, expected_events: int, expected_messages: int,

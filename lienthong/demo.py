@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from lienthong.broker import EmbeddedBroker
+from lienthong.broker import EmbeddedBroker, stop_process
 from lienthong.settings import Settings
 from lienthong.topics import ensure_topics
 from schemas.topics import AGENCIES
@@ -96,14 +96,11 @@ def run_demo(settings: Settings, rate: float = 300.0) -> None:
                     raise click.ClickException(f"{names[child.pid]} exited with {child.returncode}")
             time.sleep(0.5)
     finally:
-        for child in reversed(children):
+        for child in reversed(children):  # signal all first, so they stop in parallel
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
         for child in reversed(children):
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            stop_process(child, 20)
         if embedded is not None:
             embedded.stop()
         click.echo("demo stopped")
