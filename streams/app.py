@@ -25,6 +25,7 @@ from lienthong.logs import get_logger
 from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
+from streams import faust_fixes
 from streams.flags import default_rules
 from streams.metrics import HubMetrics
 from streams.processor import Outcome, Processor
@@ -65,6 +66,7 @@ class Hub:
 
     # -- construction ---------------------------------------------------------
     def _build_app(self) -> faust.App:
+        faust_fixes.apply()  # flush before commit must really flush: see the module
         s = self.settings
         data_dir = s.data_dir / "worker" / self.worker_name
         reset_local_store(data_dir)
@@ -186,14 +188,14 @@ class Hub:
             return outcome
         assert outcome.delta is not None
         self.deltas[key] = outcome.delta.encode()
-        # Side effects go into the producer buffer, not awaited one by one: Faust
-        # flushes that buffer (with the delta's changelog record, queued just above)
-        # before it commits the source offset, so they stay at-least-once, in order.
+        # Side effects are awaited one by one: handing them to Faust's producer buffer
+        # (send_soon) was faster but stalled a worker taking over partitions after a
+        # crash (docs/exactly-once.md §5).
         for dead in outcome.dead_letters:
-            self.deadletter_topic.send_soon(key=message.key, value=dead.value, headers=dead.headers())
+            await self.deadletter_topic.send(key=message.key, value=dead.value, headers=dead.headers())
         encode = self.codec.encode_record
         for flag in outcome.flag_changes:
-            self.alerts_topic.send_soon(key=flag["flag_id"].encode(), value=encode("Flag", flag))
+            await self.alerts_topic.send(key=flag["flag_id"].encode(), value=encode("Flag", flag))
         self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
                      "accepted": dict(outcome.accepted)})
         return outcome

@@ -76,7 +76,16 @@ def counted(worker: WorkerProcess) -> dict[str, int]:
 
 
 def wait_exact(worker: WorkerProcess, expected: dict[str, int], timeout: float = 120) -> None:
-    wait_for(lambda: counted(worker) == expected, timeout, what=f"KPIs {expected}")
+    seen: list[dict[str, int]] = []
+
+    def exact() -> bool:
+        seen[:] = [counted(worker)]
+        return seen[0] == expected
+
+    try:
+        wait_for(exact, timeout, what=f"KPIs {expected}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last counted {seen[0] if seen else None}") from None
 
 
 def processed_messages(worker: WorkerProcess) -> int:
