@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from lienthong.settings import Settings
+from lienthong.topics import topic_partitions
 from schemas.topics import ALL_TOPICS
 
 HTTP_TIMEOUT_S = 5.0
@@ -59,18 +60,7 @@ def _get_json(url: str) -> Any:
 
 def broker_topics(bootstrap: str) -> dict[str, int]:
     """Partition count of each hub topic that exists on the broker (raises if unreachable)."""
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lienthong-status",
-                             request_timeout_ms=5000)
-    try:
-        existing = set(admin.list_topics())
-        wanted = [t for t in ALL_TOPICS if t in existing]
-        described = admin.describe_topics(wanted) if wanted else []
-        # kafka-python 2.0 names the topic "topic", later versions "name"
-        return {d.get("topic") or d["name"]: len(d["partitions"]) for d in described}
-    finally:
-        admin.close()
+    return topic_partitions(bootstrap, ALL_TOPICS, client_id="lienthong-status")
 
 
 def lag_by_topic(metrics_text: str) -> dict[str, int]:

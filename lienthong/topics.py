@@ -33,9 +33,16 @@ def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = ALL
         admin.close()
 
 
-def topic_partitions(bootstrap: str, topics: tuple[str, ...] = ALL_TOPICS) -> dict[str, int]:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lienthong-admin")
+def topic_partitions(
+    bootstrap: str, topics: tuple[str, ...] = ALL_TOPICS, client_id: str = "lienthong-admin"
+) -> dict[str, int]:
+    """Partition count of each of ``topics`` that exists (raises if the broker is unreachable)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, request_timeout_ms=5000)
     try:
-        return {d["topic"]: len(d["partitions"]) for d in admin.describe_topics(list(topics))}
+        existing = set(admin.list_topics())
+        wanted = [t for t in topics if t in existing]
+        described = admin.describe_topics(wanted) if wanted else []
+        # kafka-python 2.0 names the topic "topic", later versions "name"
+        return {d.get("topic") or d["name"]: len(d["partitions"]) for d in described}
     finally:
         admin.close()
