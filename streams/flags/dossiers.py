@@ -51,23 +51,15 @@ def chain_stalled(dossier_id: str, chain: dict[str, Any], watermark: int, sla: i
     days = sla / 86_400_000
     kind = chain["kind"].lower()
     evidence = [steps[s]["event_id"] for s in CHAIN_STEPS[chain["kind"]] if s in steps]
+    done_at: int | None = None
     if missing:
         detail = f"{kind} chain: step {culprit} missing {days:g} days after {iso_utc(started_at)}"
-        return make_flag(
-            "CHAIN_STALLED",
-            status="OPEN",
-            agency=STEP_AGENCY[culprit],
-            ward=chain["ward"],
-            subject=dossier_id,
-            opened_at=deadline,
-            detail=detail,
-            evidence=evidence,
-        )
-    done_at = max(steps[s]["at"] for s in overdue)
-    detail = f"{kind} chain: step {culprit} done after the {days:g}-day SLA; chain complete {iso_utc(done_at)}"
+    else:
+        done_at = max(steps[s]["at"] for s in overdue)
+        detail = f"{kind} chain: step {culprit} done after the {days:g}-day SLA; chain complete {iso_utc(done_at)}"
     return make_flag(
         "CHAIN_STALLED",
-        status="RESOLVED",
+        status="OPEN" if done_at is None else "RESOLVED",
         agency=STEP_AGENCY[culprit],
         ward=chain["ward"],
         subject=dossier_id,
