@@ -17,21 +17,16 @@ from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.partitioner.default import murmur2
 
 from connectors.pseudonym import Pseudonymiser
 from lienthong.logs import get_logger
 from lienthong.settings import Settings
 from schemas.codec import EventCodec
+from schemas.partitioning import partition_for
 from schemas.topics import HEARTBEATS, TOPIC_OF_EVENT, partition_key
 from schemas.validation import Event, validate
 
 log = get_logger(__name__)
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2, positive, modulo)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def now_ms() -> int:

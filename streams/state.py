@@ -20,17 +20,15 @@ comes from the state design itself:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 _ABSENT = object()
 
-#: Deltas are the largest thing a worker writes (one per message): compact JSON,
-#: built by one C-accelerated encoder instance rather than a new one per call.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 #: Stores kept per partition, each a dict of key → JSON-able value.
 STORES = ("meta", "flags", "chains", "dossiers", "citizens", "pending")
@@ -75,14 +73,16 @@ class Delta:
 
         The ``deltas`` table is bytes-valued (Faust's ``raw`` serializer), so these
         bytes go to the local store and the changelog as they are, instead of Faust
-        JSON-encoding the dict once for each. Same JSON document as before, so a
-        changelog written by an older worker still folds.
+        JSON-encoding the dict once for each. Deltas are the largest thing a worker
+        writes (one per message, ~200 KB for a 500-event batch), so they are encoded
+        with orjson (~4x the standard library here). Same compact JSON document as
+        before, so a changelog written by an older worker still folds.
         """
-        return _COMPACT_JSON.encode(self.to_json()).encode()
+        return orjson.dumps(self.to_json())
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Delta:
-        return cls.from_json(json.loads(raw))
+        return cls.from_json(orjson.loads(raw))
 
 
 class PartitionState:
@@ -97,6 +97,9 @@ class PartitionState:
         self.stores: dict[str, dict[str, Any]] = {name: {} for name in STORES}
         #: Bumped on every applied delta; lets views cache work per version.
         self.version = 0
+        #: In-memory indexes that rules derive from the stores (e.g. a deadline
+        #: heap), by rule; never persisted, rebuilt from the stores after a fold.
+        self.indexes: dict[str, Any] = {}
 
     @classmethod
     def fold(cls, partition: int, deltas: Iterable[Delta]) -> PartitionState:
