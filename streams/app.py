@@ -11,19 +11,21 @@ Faust), which restores the fence too. See ``docs/exactly-once.md``.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import faust
+import orjson
 from faust.types import TP
 
 from lienthong.logs import get_logger
 from lienthong.settings import Settings
 from schemas.codec import EventCodec
+from schemas.partitioning import kafka_partitioner
 from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
 from streams import faust_fixes
 from streams.flags import default_rules
@@ -35,6 +37,21 @@ from streams.state import Delta, PartitionState, delta_key, partition_of_delta_k
 from streams.view import CityView, snapshot_of
 
 log = get_logger(__name__)
+
+#: Header naming the worker that published a snapshot (it skips its own on read).
+WORKER_HEADER = "lienthong.worker"
+
+#: RocksDB options of the delta table, per partition database (bytes). Deltas are
+#: written once and read only when a partition is folded, so small buffers do.
+ROCKSDB_OPTIONS: dict[str, int] = {
+    "write_buffer_size": 4 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 8 * 1024 * 1024,
+    "block_cache_compressed_size": 8 * 1024 * 1024,
+}
+
+#: Messages the agent's stream may prefetch (Faust's back pressure).
+STREAM_BUFFER_MESSAGES = 64
 
 #: Snapshot publishing gets at most about 1/SNAPSHOT_COST_FACTOR of the worker's time.
 SNAPSHOT_COST_FACTOR = 20.0
@@ -87,6 +104,11 @@ class Hub:
             producer_max_request_size=16 * 1024 * 1024,
             consumer_max_fetch_size=16 * 1024 * 1024,
             stream_wait_empty=False,
+            # Messages are batches of up to ~500 events (~100 KB): Faust's default
+            # prefetch of 4096 messages could hold hundreds of MiB ahead of the agent.
+            stream_buffer_maxsize=STREAM_BUFFER_MESSAGES,
+            # Kafka's default partitioner, hashed in C (aiokafka's is pure Python)
+            producer_partitioner=kafka_partitioner,
             logging_config=None,
         )
         self.deltas = app.Table(
@@ -98,13 +120,14 @@ class Hub:
             # value serializer would encode it twice (local store and changelog).
             value_type=bytes,
             help="One record per processed source message: the offset-fenced state delta.",
+            # RocksDB, one database per partition: Faust's defaults (64 MiB × 3 write
+            # buffers, a 2 GiB block cache) would keep a whole backfill's deltas in
+            # memory; the state the worker reads is in PartitionState anyway.
+            options=ROCKSDB_OPTIONS,
         )
         self.events_topic = app.topic(
             *EVENT_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
-        self.deadletter_topic = app.topic(DEADLETTER, key_serializer="raw", value_serializer="raw")
-        self.alerts_topic = app.topic(ALERTS, key_serializer="raw", value_serializer="raw")
-        self.aggregates_topic = app.topic(AGGREGATES, key_serializer="raw", value_serializer="raw")
 
         hub = self
 
@@ -188,20 +211,45 @@ class Hub:
             return outcome
         assert outcome.delta is not None
         self.deltas[key] = outcome.delta.encode()
-        # Side effects are awaited one by one: handing them to Faust's producer buffer
-        # (send_soon) was faster but stalled a worker taking over partitions after a
-        # crash (docs/exactly-once.md §5).
         for dead in outcome.dead_letters:
-            await self.deadletter_topic.send(key=message.key, value=dead.value, headers=dead.headers())
-        encode = self.codec.encode_record
+            await self.produce(DEADLETTER, message.key, dead.value, dead.headers())
         for flag in outcome.flag_changes:
-            await self.alerts_topic.send(key=flag["flag_id"].encode(), value=encode("Flag", flag))
+            await self.alert(flag)
         self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
                      "accepted": dict(outcome.accepted)})
         return outcome
 
+    async def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> Awaitable[Any]:
+        """Hand a side effect (alert, dead letter, snapshot) to the Kafka producer.
+
+        Straight to Faust's producer rather than through ``Topic.send``: the topic
+        wrapper adds futures, callbacks and sensors per message that cost more than
+        the send itself (a fifth of the worker in a backfill with many flags). The
+        send is awaited until the client has queued it, and Faust flushes the
+        producer before it commits source offsets, so a committed message's side
+        effects are on the broker. Not ``send_soon`` either: see
+        ``docs/exactly-once.md`` §5. Returns the broker's acknowledgement, for a
+        caller that must not queue the next message before this one is sent.
+        """
+        return await self.app.producer.send(topic, key, value, partition, None, headers)
+
+    async def alert(self, flag: dict[str, Any]) -> None:
+        """A flag as it opens, resolves or is withdrawn, onto ``lienthong.alerts`` (keyed by flag id)."""
+        await self.produce(ALERTS, flag["flag_id"].encode(), self.codec.encode_record("Flag", flag))
+
     def on_revoked(self, revoked: set[TP]) -> None:
         for partition in {tp.partition for tp in revoked}:
+            state = self.processor.states.get(partition)
+            if state is not None:
+                # the new owner's snapshots replace it; until then the view keeps ours
+                self.view.accept_snapshot(snapshot_of(state, self.worker_name))
             self.processor.drop(partition)
             self.published_versions.pop(partition, None)
         log.info("partitions_revoked", partitions=sorted({tp.partition for tp in revoked}))
@@ -213,29 +261,47 @@ class Hub:
             return
         if owns_publisher_partition(self.app.consumer.assignment()):
             for flag in changes:
-                await self.alerts_topic.send(key=flag["flag_id"].encode(), value=self.codec.encode_record("Flag", flag))
+                await self.alert(flag)
         self.notify({"kind": "silence", "flags": changes})
 
     # -- snapshots for dashboards and the replicated view ----------------------
     async def publish_snapshots(self) -> None:
         if time.monotonic() < self._next_snapshot_at:
             return
-        started = time.monotonic()
-        try:
-            await self._publish_snapshots()
-        finally:
-            finished = time.monotonic()
-            self._next_snapshot_at = finished + SNAPSHOT_COST_FACTOR * (finished - started)
+        busy = await self._publish_snapshots()
+        self._next_snapshot_at = time.monotonic() + SNAPSHOT_COST_FACTOR * busy
 
-    async def _publish_snapshots(self) -> None:
+    async def _publish_snapshots(self) -> float:
+        """Publish every partition that moved on; returns the seconds spent building them.
+
+        Only building counts towards the cost (the agent runs while a send is
+        awaited). One partition's snapshot (several MB late in a backfill) is in
+        flight at a time: queuing all of them at once was the worker's peak memory.
+        """
+        busy = 0.0
         for partition, state in list(self.processor.states.items()):
             if self.published_versions.get(partition) == state.version:
                 continue
-            snapshot = snapshot_of(state, self.worker_name)
-            await self.aggregates_topic.send(
-                key=str(partition).encode(), value=json.dumps(snapshot).encode(), partition=partition % self.settings.partitions
+            # the version this snapshot shows: the agent may apply more while the send is awaited
+            version = state.version
+            started = time.monotonic()
+            value = orjson.dumps(snapshot_of(state, self.worker_name))
+            busy += time.monotonic() - started
+            sent = await self.produce(
+                AGGREGATES,
+                str(partition).encode(),
+                value,
+                [(WORKER_HEADER, self.worker_name.encode())],
+                partition=partition % self.settings.partitions,
             )
-            self.published_versions[partition] = state.version
+            del value
+            try:
+                await sent
+            except Exception as exc:  # noqa: BLE001 - a snapshot is retried next interval; never kill the worker
+                log.warning("snapshot_not_sent", partition=partition, error=repr(exc))
+                continue
+            self.published_versions[partition] = version
+        return busy
 
     async def read_snapshots(self) -> None:
         from aiokafka import AIOKafkaConsumer
@@ -251,9 +317,12 @@ class Hub:
         )
         await consumer.start()
         try:
+            own = self.worker_name.encode()
             async for record in consumer:
+                if (WORKER_HEADER, own) in (record.headers or ()):
+                    continue  # this worker's own partitions are live here (on_revoked keeps the last)
                 try:
-                    snapshot = json.loads(record.value)
+                    snapshot = orjson.loads(record.value)
                 except ValueError:
                     continue
                 self.view.accept_snapshot(snapshot)
