@@ -90,8 +90,8 @@ class EventCodec:
     def _to_record(event: Event, sv: SchemaVersion) -> dict[str, Any]:
         envelope = {name: event.get(name) for name in ENVELOPE_FIELDS}
         record: dict[str, Any] = {"envelope": envelope}
-        for name in sv.field_names:
-            if name != "envelope" and name in event:
+        for name in sv.payload_fields:
+            if name in event:
                 record[name] = event[name]
         return record
 
@@ -134,7 +134,7 @@ class EventCodec:
         sv, record = self.decode_record(data)
         if sv.name == "EventBatch":
             raise ContractError("message", "is a batch; use decode_message")
-        return self._to_event(sv, record)
+        return self.event_of(sv, record)
 
     def decode_message(self, data: bytes) -> list[Event]:
         """All events in a Kafka message value: one event or an ``EventBatch``.
@@ -144,7 +144,7 @@ class EventCodec:
         """
         sv, record = self.decode_record(data)
         if sv.name != "EventBatch":
-            return [self._to_event(sv, record)]
+            return [self.event_of(sv, record)]
         events = []
         for index, item in enumerate(record["events"]):
             try:
@@ -153,7 +153,8 @@ class EventCodec:
                 raise ContractError(f"events[{index}].{exc.field}", exc.reason, exc.event_type) from None
         return events
 
-    def _to_event(self, sv: SchemaVersion, record: dict[str, Any]) -> Event:
+    def event_of(self, sv: SchemaVersion, record: dict[str, Any]) -> Event:
+        """A decoded record of an event schema as a flat event (envelope merged, ``event_type`` set)."""
         if sv.name in ("Envelope", "Flag"):
             raise ContractError("message", f"a {sv.name} is not an event")
         event: Event = record.pop("envelope")

@@ -11,7 +11,7 @@ import copy
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,10 @@ class SchemaVersion:
     fingerprint: bytes
     path: Path
 
-    @property
-    def field_names(self) -> list[str]:
-        return [f["name"] for f in self.schema["fields"]]
+    @cached_property
+    def payload_fields(self) -> tuple[str, ...]:
+        """Top-level field names other than the envelope (read for every event encoded)."""
+        return tuple(f["name"] for f in self.schema["fields"] if f["name"] != "envelope")
 
 
 def _strip_logical_types(node: Any) -> Any:

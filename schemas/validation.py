@@ -63,7 +63,16 @@ _Check = tuple[str, bool, str, "frozenset[str] | None", str]
 _PLANS: WeakKeyDictionary[SchemaRegistry, dict[str, list[_Check]]] = WeakKeyDictionary()
 
 
+#: The last registry's plans: every worker validates against one registry, and a
+#: ``WeakKeyDictionary`` lookup per event costs more than the checks it selects.
+_LAST: tuple[SchemaRegistry | None, dict[str, list[_Check]]] = (None, {})
+
+
 def _plans(reg: SchemaRegistry) -> dict[str, list[_Check]]:
+    global _LAST
+    last_reg, last_plans = _LAST
+    if reg is last_reg:
+        return last_plans
     plans = _PLANS.get(reg)
     if plans is None:
         plans = {}
@@ -84,6 +93,7 @@ def _plans(reg: SchemaRegistry) -> dict[str, list[_Check]]:
                                "" if symbols is None else ", ".join(symbols)))
             plans[name] = checks
         _PLANS[reg] = plans
+    _LAST = (reg, plans)
     return plans
 
 

@@ -20,6 +20,14 @@ from streams.state import Delta, PartitionState
 
 Event = dict[str, Any]
 
+#: Meta-store key prefix of an agency's liveness record ({last_seen_ms, events}).
+AGENCY_KEY = "agency:"
+
+
+def agency_liveness(state: PartitionState) -> dict[str, dict[str, Any]]:
+    """Each agency's liveness record in a partition, by agency."""
+    return {k[len(AGENCY_KEY):]: v for k, v in state.stores["meta"].items() if k.startswith(AGENCY_KEY)}
+
 
 @dataclass
 class DeadLetter:
@@ -51,7 +59,6 @@ class Outcome:
     flag_changes: list[dict[str, Any]] = field(default_factory=list)
     accepted: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
-    latest_event_ms: int = 0
 
 
 class Processor:
@@ -79,7 +86,7 @@ class Processor:
             return [], [DeadLetter(value, exc, where)]
         if sv.name != "EventBatch":
             try:
-                return [validate(self.codec._to_event(sv, record))], []
+                return [validate(self.codec.event_of(sv, record))], []
             except ContractError as exc:
                 return [], [DeadLetter(value, exc, where)]
         events, dead = [], []
@@ -113,27 +120,30 @@ class Processor:
         # hooks a rule leaves as BaseRule's no-op are skipped: several calls per event
         on_event = [rule.on_event for rule in self.rules
                     if getattr(type(rule), "on_event", None) is not BaseRule.on_event]
+        first_sighting = change.first_sighting
+        accepted: dict[str, int] = {}
         for event in events:
-            if not change.first_sighting(event["event_id"]):
+            if not first_sighting(event["event_id"]):
                 change.count("events_duplicate", event["ward_code"], local_day(event["occurred_at"]))
                 outcome.duplicates[event["source"]] += 1
                 for rule in self.rules:
                     rule.on_duplicate(event, change)
                 continue
-            outcome.accepted[event["source"]] += 1
+            source = event["source"]
+            accepted[source] = accepted.get(source, 0) + 1
             count_event(event, change)
             for hook in on_event:
                 hook(event, change)
-            if event["event_type"] != "ConnectorHeartbeat":
-                # heartbeats carry wall-clock time; only agency events move event time
-                watermark = max(watermark, event["occurred_at"])
-                outcome.latest_event_ms = max(outcome.latest_event_ms, event["occurred_at"])
+            # heartbeats carry wall-clock time; only agency events move event time
+            if event["occurred_at"] > watermark and event["event_type"] != "ConnectorHeartbeat":
+                watermark = event["occurred_at"]
+        outcome.accepted.update(accepted)
         for source, n in outcome.accepted.items():
             # wall clock, on purpose: AGENCY_SILENT is about the agency being live now
-            seen = change.get("meta", f"agency:{source}", {"events": 0})
+            seen = change.get("meta", AGENCY_KEY + source, {"events": 0})
             change.set(
                 "meta",
-                f"agency:{source}",
+                AGENCY_KEY + source,
                 {"last_seen_ms": now_ms if now_ms is not None else timestamp, "events": seen["events"] + n},
             )
         if watermark > state.watermark:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.kpis import compute_kpis, filter_counters
+from streams.processor import agency_liveness
 from streams.state import PartitionState
 
 
@@ -28,7 +29,7 @@ def snapshot_of(state: PartitionState, worker: str) -> dict[str, Any]:
         "watermark": state.watermark,
         "counters": dict(state.counters),
         "flags": list(state.stores["flags"].values()),
-        "agencies": {k[7:]: v for k, v in state.stores["meta"].items() if k.startswith("agency:")},
+        "agencies": agency_liveness(state),
     }
 
 
@@ -40,6 +41,7 @@ class CityView:
         self._counters: Counter[str] = Counter()
         self._flags: list[dict[str, Any]] = []
         self._agencies: dict[str, dict[str, Any]] = {}
+        self._agencies_key: tuple[Any, ...] | None = None
         #: Flags kept outside partition state (AGENCY_SILENT, wall clock): callables
         #: returning the current ones, merged into ``flags`` on every read.
         self.live_flags: list[Callable[[], list[dict[str, Any]]]] = []
@@ -62,29 +64,28 @@ class CityView:
                 sources.append((partition, remote))
         return sources
 
-    def _refresh(self) -> None:
+    def _version(self) -> tuple[list[tuple[int, Any]], tuple[Any, ...]]:
         sources = self._sources()
         key = tuple(
             (p, id(s), s.version if isinstance(s, PartitionState) else s["seq"]) for p, s in sources
         )
+        return sources, key
+
+    def _refresh(self) -> None:
+        """Recompute the merged counters and flags when any partition moved on."""
+        sources, key = self._version()
         if key == self._cache_key:
             return
         counters: Counter[str] = Counter()
         flags: list[dict[str, Any]] = []
-        agencies: dict[str, dict[str, Any]] = {}
         for _, source in sources:
             if isinstance(source, PartitionState):
                 counters.update(source.counters)
                 flags.extend(source.stores["flags"].values())
-                seen = {k[7:]: v for k, v in source.stores["meta"].items() if k.startswith("agency:")}
             else:
                 counters.update(source["counters"])
                 flags.extend(source["flags"])
-                seen = source.get("agencies", {})
-            for agency, info in seen.items():
-                if agency not in agencies or info["last_seen_ms"] > agencies[agency]["last_seen_ms"]:
-                    agencies[agency] = info
-        self._counters, self._flags, self._agencies, self._cache_key = counters, flags, agencies, key
+        self._counters, self._flags, self._cache_key = counters, flags, key
 
     @property
     def counters(self) -> Counter[str]:
@@ -100,8 +101,23 @@ class CityView:
 
     @property
     def agencies(self) -> dict[str, dict[str, Any]]:
-        self._refresh()
-        return self._agencies
+        """Latest liveness per agency; computed on its own, since the silence check
+        reads it every few seconds and merging every counter for it would cost
+        O(counters) per check during a backfill."""
+        sources, key = self._version()
+        if key == self._agencies_key:
+            return self._agencies
+        agencies: dict[str, dict[str, Any]] = {}
+        for _, source in sources:
+            if isinstance(source, PartitionState):
+                seen = agency_liveness(source)
+            else:
+                seen = source.get("agencies", {})
+            for agency, info in seen.items():
+                if agency not in agencies or info["last_seen_ms"] > agencies[agency]["last_seen_ms"]:
+                    agencies[agency] = info
+        self._agencies, self._agencies_key = agencies, key
+        return agencies
 
     def open_flags(self, ward: str | None = None, day: str | None = None) -> list[dict[str, Any]]:
         from streams.clock import local_day

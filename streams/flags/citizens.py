@@ -37,9 +37,14 @@ Record = dict[str, Any]
 
 def _insert(rows: list[list[Any]], row: list[Any]) -> list[list[Any]]:
     """Rows sorted by (time, event id), newest ``FACTS_CAP`` kept, no duplicate ids."""
-    if any(r[2] == row[2] for r in rows):
-        return rows
-    merged = sorted(rows + [row], key=lambda r: (r[0], r[2]))
+    event_id = row[2]
+    for r in rows:
+        if r[2] == event_id:
+            return rows
+    if not rows or (row[0], event_id) > (rows[-1][0], rows[-1][2]):
+        merged = rows + [row]  # the common case: facts arrive in time order
+    else:
+        merged = sorted(rows + [row], key=_key)
     return merged[-FACTS_CAP:]
 
 
@@ -50,10 +55,9 @@ def _key(row: list[Any]) -> tuple[int, str]:
 def remember(record: Record, event: Event) -> Record:
     """The citizen record with this event's fact added (unchanged if it adds nothing)."""
     kind = event["event_type"]
-    row_base = [event["occurred_at"], "", event["event_id"], event["ward_code"], ""]
     if kind == "IdCardIssued":
         card = record.get("card")
-        if card is None or _key(row_base) < (card[0], card[1]):
+        if card is None or (event["occurred_at"], event["event_id"]) < (card[0], card[1]):
             return dict(record, card=[event["occurred_at"], event["event_id"], event["ward_code"]])
         return record
     if kind == "HealthInsuranceSynced":
@@ -82,9 +86,12 @@ def remember(record: Record, event: Event) -> Record:
 def sync_failed(ref: str, record: Record) -> Flag | None:
     """The latest failure episode: failures since the last success, and the success that ended it."""
     syncs = record.get("syncs", [])
+    for s in syncs:
+        if s[1] == "F":
+            break
+    else:
+        return None  # the common case: no failed sync (a loop, cheaper here than any())
     failures = [s for s in syncs if s[1] == "F"]
-    if not failures:
-        return None
     last = failures[-1]
     before = [s for s in syncs if s[1] == "S" and _key(s) < _key(last)]
     episode = [f for f in failures if not before or _key(f) > _key(before[-1])]
@@ -114,7 +121,7 @@ def sync_missing(ref: str, record: Record, watermark: int, sla: int) -> Flag | N
         return None
     deadline = card[0] + sla
     syncs = record.get("syncs", [])
-    if any(s[0] <= deadline for s in syncs):
+    if syncs and syncs[0][0] <= deadline:  # rows are sorted by time: the first is the earliest
         return None
     if not syncs and watermark <= deadline:
         return None  # not due yet
@@ -139,15 +146,20 @@ def sync_missing(ref: str, record: Record, watermark: int, sla: int) -> Flag | N
 def insurance_not_shared(ref: str, record: Record) -> Flag | None:
     card = record.get("card")
     syncs = record.get("syncs", [])
-    if card is None or not syncs:
+    checkins = record.get("checkins", [])
+    if card is None or not syncs or not checkins:
         return None
+    for c in checkins:
+        if c[1] == "N":
+            break
+    else:
+        return None  # the common case: every check-in found the insurance
 
     def shared_before(at: int) -> list[Any] | None:
         """The latest sync at or before ``at``, if it succeeded."""
         prior = [s for s in syncs if s[0] <= at]
         return prior[-1] if prior and prior[-1][1] == "S" else None
 
-    checkins = record.get("checkins", [])
     missed = [c for c in checkins if c[1] == "N" and c[0] >= card[0] and shared_before(c[0])]
     if not missed:
         return None
@@ -196,36 +208,41 @@ class CitizenDataRule(BaseRule):
         change.set("citizens", ref, updated)
         watermark = watermark_of(change)
         card = updated.get("card")
-        if card is not None and card[0] + self.sync_sla >= watermark:
-            self.deadlines.add(change, card[0] + self.sync_sla, ref)
+        if card is not None:
+            self.deadlines.add(change, card[0] + self.sync_sla, ref, watermark)
+        kind = event["event_type"]
         self.reconcile_all(ref, updated, watermark, change,
-                           syncs_changed=event["event_type"] == "HealthInsuranceSynced")
+                           syncs_changed=kind == "HealthInsuranceSynced", checkin_only=kind == "MedicalCheckIn")
 
     def on_watermark(self, watermark: int, change: Change) -> None:
-        for ref in list(self.deadlines.due(change, watermark)):
-            record = change.get("citizens", ref)
-            if record is not None:
-                reconcile(
-                    change,
-                    flag_id("SYNC_MISSING", ref),
-                    sync_missing(ref, record, watermark, self.sync_sla),
-                )
+        for ref, record in self.deadlines.due_records(change, watermark, "citizens"):
+            reconcile(change, flag_id("SYNC_MISSING", ref), sync_missing(ref, record, watermark, self.sync_sla))
 
     def reconcile_all(
-        self, ref: str, record: Record, watermark: int, change: Change, *, syncs_changed: bool = True
+        self,
+        ref: str,
+        record: Record,
+        watermark: int,
+        change: Change,
+        *,
+        syncs_changed: bool = True,
+        checkin_only: bool = False,
     ) -> None:
         """Bring the citizen's three flags in line with the record.
 
-        ``SYNC_FAILED`` is a function of the record's syncs alone, and every change
-        of the record is reconciled here: when an event did not touch the syncs (an
-        ID card, a check-in), the stored flag already equals the desired one, so
-        ``syncs_changed=False`` skips building it again (the per-event hot path).
+        Every change of the record is reconciled here, so a flag whose inputs an
+        event did not touch already equals the desired one and is not built again
+        (the per-event hot path): ``SYNC_FAILED`` reads the syncs only; and
+        ``SYNC_MISSING`` reads the card, the syncs and the watermark, whose moves
+        past a deadline :meth:`on_watermark` reconciles, so a check-in
+        (``checkin_only``) cannot change it.
         """
         if syncs_changed:
             reconcile(change, flag_id("SYNC_FAILED", ref), sync_failed(ref, record))
-        reconcile(
-            change,
-            flag_id("SYNC_MISSING", ref),
-            sync_missing(ref, record, watermark, self.sync_sla),
-        )
+        if not checkin_only:
+            reconcile(
+                change,
+                flag_id("SYNC_MISSING", ref),
+                sync_missing(ref, record, watermark, self.sync_sla),
+            )
         reconcile(change, flag_id("INSURANCE_NOT_SHARED", ref), insurance_not_shared(ref, record))

@@ -3,8 +3,8 @@
 A deadline is a key in the partition's ``pending`` store, so it is fenced,
 replayed and restored with the rest of the state. Scanning that store on every
 watermark move would cost O(pending) per message, so each rule keeps an
-in-memory heap per partition state, rebuilt from the store the first time a
-(restored) state is seen. Entries are checked against the store when popped, so
+in-memory heap per partition state (in ``PartitionState.indexes``), rebuilt from
+the store the first time a (restored) state is seen. Entries are checked against the store when popped, so
 a heap entry whose write was never committed is harmless.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from weakref import WeakKeyDictionary
+from typing import Any
 
-from streams.state import Change, PartitionState
+from streams.state import Change
 
 
 class Deadlines:
@@ -23,13 +23,12 @@ class Deadlines:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._prefix = f"{kind}|"
-        self._heaps: WeakKeyDictionary[PartitionState, list[tuple[int, str]]] = WeakKeyDictionary()
 
     def _key(self, deadline: int, subject: str) -> str:
         return f"{self._prefix}{deadline:013d}|{subject}"
 
     def _heap(self, change: Change) -> list[tuple[int, str]]:
-        heap = self._heaps.get(change.state)
+        heap: list[tuple[int, str]] | None = change.state.indexes.get(self._prefix)
         if heap is None:
             heap = []
             for key, _ in change.items("pending"):
@@ -37,11 +36,17 @@ class Deadlines:
                     deadline = int(key[len(self._prefix) :].split("|", 1)[0])
                     heap.append((deadline, key))
             heapq.heapify(heap)
-            self._heaps[change.state] = heap
+            change.state.indexes[self._prefix] = heap
         return heap
 
-    def add(self, change: Change, deadline: int, subject: str) -> None:
-        """Re-check ``subject`` once the watermark passes ``deadline``."""
+    def add(self, change: Change, deadline: int, subject: str, watermark: int) -> None:
+        """Re-check ``subject`` once the watermark passes ``deadline``.
+
+        Nothing to wait for when ``watermark`` has already passed it: the caller
+        reconciles the subject against that watermark right away.
+        """
+        if deadline < watermark:
+            return
         key = self._key(deadline, subject)
         if change.get("pending", key) is not None:
             return
@@ -57,3 +62,12 @@ class Deadlines:
                 continue
             change.delete("pending", key)
             yield key.split("|", 2)[2]
+
+    def due_records(self, change: Change, watermark: int, store: str) -> list[tuple[str, Any]]:
+        """Due subjects with their record in ``store``; a subject whose record is gone is skipped."""
+        due = []
+        for subject in list(self.due(change, watermark)):
+            record = change.get(store, subject)
+            if record is not None:
+                due.append((subject, record))
+        return due

@@ -112,15 +112,13 @@ class ChainStalledRule(BaseRule):
             return
         watermark = watermark_of(change)
         started_at = chain.get("started_at")
-        if started_at is not None and started_at + self.sla[chain["kind"]] >= watermark:
-            self.deadlines.add(change, started_at + self.sla[chain["kind"]], dossier_id)
+        if started_at is not None:
+            self.deadlines.add(change, started_at + self.sla[chain["kind"]], dossier_id, watermark)
         self._reconcile(dossier_id, chain, watermark, change)
 
     def on_watermark(self, watermark: int, change: Change) -> None:
-        for dossier_id in list(self.deadlines.due(change, watermark)):
-            chain = change.get("chains", dossier_id)
-            if chain is not None:
-                self._reconcile(dossier_id, chain, watermark, change)
+        for dossier_id, chain in self.deadlines.due_records(change, watermark, "chains"):
+            self._reconcile(dossier_id, chain, watermark, change)
 
     def _reconcile(
         self, dossier_id: str, chain: dict[str, Any], watermark: int, change: Change
@@ -142,8 +140,8 @@ class ProcedureOverdueRule(BaseRule):
             return
         watermark = watermark_of(change)
         submitted = dossier.get("submitted")
-        if submitted is not None and int(submitted["due_at"]) >= watermark:
-            self.deadlines.add(change, int(submitted["due_at"]), dossier_id)
+        if submitted is not None:
+            self.deadlines.add(change, int(submitted["due_at"]), dossier_id, watermark)
         reconcile(
             change,
             flag_id("PROCEDURE_OVERDUE", dossier_id),
@@ -151,11 +149,9 @@ class ProcedureOverdueRule(BaseRule):
         )
 
     def on_watermark(self, watermark: int, change: Change) -> None:
-        for dossier_id in list(self.deadlines.due(change, watermark)):
-            dossier = change.get("dossiers", dossier_id)
-            if dossier is not None:
-                reconcile(
-                    change,
-                    flag_id("PROCEDURE_OVERDUE", dossier_id),
-                    procedure_overdue(dossier_id, dossier, watermark),
-                )
+        for dossier_id, dossier in self.deadlines.due_records(change, watermark, "dossiers"):
+            reconcile(
+                change,
+                flag_id("PROCEDURE_OVERDUE", dossier_id),
+                procedure_overdue(dossier_id, dossier, watermark),
+            )

@@ -74,15 +74,13 @@ class Tallies:
         tally = dict(tally, count=tally["count"] + 1, first=first)
         change.set("tallies", fid, tally)
         watermark = watermark_of(change)
-        if tally["day_end"] >= watermark:
-            self.deadlines.add(change, tally["day_end"], fid)
+        self.deadlines.add(change, tally["day_end"], fid, watermark)
         self._reconcile(change, fid, flag_type, agency, day, subject, tally, watermark)
 
     def on_watermark(self, watermark: int, change: Change) -> None:
-        for fid in list(self.deadlines.due(change, watermark)):
-            tally = change.get("tallies", fid)
+        for fid, tally in self.deadlines.due_records(change, watermark, "tallies"):
             flag = change.get("flags", fid)
-            if tally is None or flag is None:
+            if flag is None:
                 continue
             _, day, _ = flag["subject"].split("/")
             self._reconcile(

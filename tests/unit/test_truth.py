@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from connectors.truth import expected_kpis
+from schemas.topics import SOURCE_OF_EVENT
 
 WARD_A = "26506"  # Phường Vũng Tàu
 WARD_B = "26526"  # Phường Tam Thắng
@@ -16,22 +17,7 @@ DAY = 24 * HOUR
 
 
 def ev(event_type: str, at: int = MORNING, ward: str = WARD_A, **fields: Any) -> dict[str, Any]:
-    source = {
-        "IdCardIssued": "POLICE",
-        "EIdActivated": "POLICE",
-        "ResidenceRegistered": "POLICE",
-        "ResidenceDeregistered": "POLICE",
-        "HealthInsuranceSynced": "SOCIAL_INSURANCE",
-        "HealthInsuranceCardIssued": "SOCIAL_INSURANCE",
-        "MedicalCheckIn": "HEALTH",
-        "BirthRegistered": "JUSTICE",
-        "DeathRegistered": "JUSTICE",
-        "ProcedureSubmitted": "PORTAL",
-        "ProcedureCompleted": "PORTAL",
-        "WelfarePaid": "LABOUR",
-        "FuneralAllowanceGranted": "LABOUR",
-        "ConnectorHeartbeat": "POLICE",
-    }[event_type]
+    source = SOURCE_OF_EVENT[event_type] or "POLICE"  # heartbeats: any agency
     base = {
         "event_type": event_type,
         "event_id": str(uuid.uuid4()),
