@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Iterator
 
 from lienthong.broker import EmbeddedBroker
@@ -25,9 +26,29 @@ def broker_for(settings: Settings) -> Iterator[str]:
         yield broker.bootstrap
 
 
+#: Allocations between young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Collect cycles less often in a process whose state is large and acyclic.
+
+    A worker's partition state is millions of small dicts and lists that
+    reference counting frees on its own; with CPython's defaults the cycle
+    collector keeps re-scanning them as the state grows (about 7% of the
+    processor on the 200k benchmark). Objects alive after start-up (modules,
+    Faust's services) are frozen out of collection altogether.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def run_worker(settings: Settings, bootstrap: str, worker_name: str | None = None) -> None:
     ensure_topics(bootstrap, settings.partitions)
     hub = Hub(settings, bootstrap, worker_name)
+    tune_gc()
     from faust.worker import Worker
 
     worker = Worker(hub.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
