@@ -78,7 +78,13 @@ def test_an_unknown_ward_is_refused_naming_the_field(broker, workers):
 def test_busiest_wards_come_with_their_official_names(broker, workers, tmp_path):
     worker = workers()
     import_id_cards(broker, tmp_path, 40)
-    body = wait_for(lambda: (b := worker.get("/api/wards"))["wards_total"] == 4 and b, 60, what="4 wards")
+
+    def all_counted() -> dict[str, Any] | None:
+        wards = worker.get("/api/wards")
+        return wards if sum(row["events"] for row in wards["wards"]) == 40 else None
+
+    body = wait_for(all_counted, 60, what="40 events over the wards")
+    assert body["wards_total"] == 4
     names = city_wards()
     assert [row["events"] for row in body["wards"]] == [10, 10, 10, 10]
     assert all(row["name"] == names[row["ward"]] for row in body["wards"])
