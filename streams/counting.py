@@ -43,6 +43,44 @@ def chain_step(event: Event) -> tuple[str, str] | None:
     return None
 
 
+def _metrics_of(kind: str, event: Event) -> tuple[str, ...]:
+    """The event-type counters one event adds 1 to (besides totals, type and agency)."""
+    if kind == "IdCardIssued":
+        return ("id_cards_issued",)
+    if kind == "HealthInsuranceSynced":
+        return ("insurance_synced",) if event["outcome"] == "SYNCED" else ("insurance_sync_failed",)
+    if kind == "EIdActivated":
+        return ("eid_activated", "eid_level2_activated") if event["level"] == "LEVEL_2" else ("eid_activated",)
+    if kind == "MedicalCheckIn":
+        if event["insurance_lookup"] == "NOT_FOUND":
+            return ("checkins_by_id_card", "checkins_insurance_not_found")
+        return ("checkins_by_id_card",)
+    if kind == "ResidenceRegistered":
+        registered = f"residence_registrations:{event['kind']}"
+        if event["channel"] == "ONLINE":
+            return (registered, f"residence_online:{event['kind']}")
+        return (registered,)
+    if kind == "ResidenceDeregistered":
+        return (f"residence_deregistrations:{event['reason']}",)
+    if kind == "HealthInsuranceCardIssued":
+        return ("insurance_cards_issued",)
+    if kind == "JudicialRecordIssued":
+        return (f"judicial_records:{event['channel']}",)
+    if kind == "ProcedureSubmitted":
+        if event["online_level"] == "FULL":
+            return ("procedures_submitted", "procedures_full_online")
+        return ("procedures_submitted",)
+    if kind == "ProcedureCompleted":
+        return ("procedures_completed",)
+    if kind == "WelfarePaid":
+        if event["channel"] == "BANK_ACCOUNT":
+            return ("welfare_payments", "welfare_cashless")
+        return ("welfare_payments",)
+    if kind == "FuneralAllowanceGranted":
+        return ("funeral_allowances",)
+    return ()
+
+
 def count_event(event: Event, change: Change) -> None:
     """Add one first-seen, valid event to the counters."""
     kind = event["event_type"]
@@ -53,49 +91,21 @@ def count_event(event: Event, change: Change) -> None:
         return
     # Every counter of an event shares its "|ward|day" key suffix: build it once and
     # add to the change's increments directly (same keys as Change.count), since
-    # this runs for every event and calls it several times.
+    # this runs for every event.
     inc = change.inc
     tail = f"|{ward}|{day}"
     for key in ("events_total" + tail, "events:" + kind + tail, "agency:" + event["source"] + tail):
         inc[key] = inc.get(key, 0) + 1
-    c = change.count
-    if kind == "IdCardIssued":
-        c("id_cards_issued", ward, day)
-    elif kind == "EIdActivated":
-        c("eid_activated", ward, day)
-        if event["level"] == "LEVEL_2":
-            c("eid_level2_activated", ward, day)
-    elif kind == "ResidenceRegistered":
-        c(f"residence_registrations:{event['kind']}", ward, day)
-        if event["channel"] == "ONLINE":
-            c(f"residence_online:{event['kind']}", ward, day)
-    elif kind == "ResidenceDeregistered":
-        c(f"residence_deregistrations:{event['reason']}", ward, day)
-    elif kind == "HealthInsuranceSynced":
-        c("insurance_synced" if event["outcome"] == "SYNCED" else "insurance_sync_failed", ward, day)
-    elif kind == "HealthInsuranceCardIssued":
-        c("insurance_cards_issued", ward, day)
-    elif kind == "MedicalCheckIn":
-        c("checkins_by_id_card", ward, day)
-        if event["insurance_lookup"] == "NOT_FOUND":
-            c("checkins_insurance_not_found", ward, day)
-    elif kind == "JudicialRecordIssued":
-        c(f"judicial_records:{event['channel']}", ward, day)
+    for metric in _metrics_of(kind, event):
+        key = metric + tail
+        inc[key] = inc.get(key, 0) + 1
+    if kind == "WelfarePaid":
+        key = "welfare_amount_vnd" + tail
+        inc[key] = inc.get(key, 0) + int(event["amount_vnd"])
     elif kind == "ProcedureSubmitted":
-        c("procedures_submitted", ward, day)
-        if event["online_level"] == "FULL":
-            c("procedures_full_online", ward, day)
         _dossier(event, change, "submitted")
     elif kind == "ProcedureCompleted":
-        c("procedures_completed", ward, day)
         _dossier(event, change, "completed")
-    elif kind == "WelfarePaid":
-        c("welfare_payments", ward, day)
-        c("welfare_amount_vnd", ward, day, int(event["amount_vnd"]))
-        if event["channel"] == "BANK_ACCOUNT":
-            c("welfare_cashless", ward, day)
-    elif kind == "FuneralAllowanceGranted":
-        c("funeral_allowances", ward, day)
     step = chain_step(event)
     if step is not None:
         _chain(event, change, *step)
