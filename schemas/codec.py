@@ -129,6 +129,30 @@ class EventCodec:
         assert isinstance(record, dict)  # every contract is an Avro record
         return sv, record
 
+    def decode_item(self, data: bytes) -> Event:
+        """One single-object event of a batch: :meth:`decode` in one call, for the worker.
+
+        A worker decodes every event of every batch here, so the framing checks,
+        the read and the flattening are done without the intermediate calls of
+        :meth:`decode_record` and :meth:`event_of` (together ~15% of the decode).
+        Confluent-framed items and anything odd take the general path, with its errors.
+        """
+        sv = self.registry.by_fingerprint.get(data[2:HEADER_LEN]) if data[:2] == MARKER else None
+        if sv is None or sv.name in ("EventBatch", "Envelope", "Flag"):
+            return self.decode(data)
+        buf = io.BytesIO(data)
+        buf.seek(HEADER_LEN)
+        try:
+            record = schemaless_reader(buf, self._wire(sv), None)
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types on corrupt bodies
+            raise ContractError("body", f"undecodable {sv.name} body: {type(exc).__name__}", sv.name) from None
+        if buf.tell() != len(data):
+            raise ContractError("body", f"{len(data) - buf.tell()} trailing bytes after the record", sv.name)
+        event: Event = record.pop("envelope")
+        event.update(record)
+        event["event_type"] = sv.name
+        return event
+
     def decode(self, data: bytes) -> Event:
         """One event from a single-event message."""
         sv, record = self.decode_record(data)

@@ -90,9 +90,10 @@ class Processor:
             except ContractError as exc:
                 return [], [DeadLetter(value, exc, where)]
         events, dead = [], []
+        decode_item = self.codec.decode_item
         for index, item in enumerate(record["events"]):
             try:
-                events.append(validate(self.codec.decode(item)))
+                events.append(validate(decode_item(item)))
             except ContractError as exc:
                 dead.append(DeadLetter(item, exc, where, batch_index=index))
         return events, dead
