@@ -12,9 +12,9 @@ invocation on the same data and reported as ratios as well as rates:
     consumer of these topics;
 (a) **worker** — a real ``python -m lienthong worker`` process (RocksDB store, all
     counters and flag rules, state committed) processing the whole backlog, timed
-    from its first processed message (after the group join) until ``/api/kpis``
-    shows ``events_total + events_duplicate`` equal to the backlog; with its peak
-    RSS (``VmHWM``).
+    by the worker itself from its first to its last processed message (after the
+    group join), once ``/api/kpis`` shows ``events_total + events_duplicate`` equal
+    to the backlog; with its peak RSS (``VmHWM``).
 
 With ``workers=2`` a second consumer group of two workers processes the same
 backlog again, and the scaling factor against the single worker is reported.
@@ -169,6 +169,15 @@ class BenchWorker:
         except OSError:
             return 0  # web server not up yet
 
+    def busy_span(self) -> tuple[float, float]:
+        """When this worker processed its first and its latest message (its own clock).
+
+        Taken from the worker rather than from when a poll saw progress: a busy
+        worker can answer an HTTP poll late, which would start the clock late.
+        """
+        health = self.get("/healthz")
+        return float(health["first_message_at"]), float(health["last_message_at"])
+
     def counted(self) -> int:
         kpis = self.get("/api/kpis")["kpis"]
         return int(kpis["events_total"]) + int(kpis["events_duplicate"])
@@ -212,14 +221,10 @@ def run_workers(bootstrap: str, data_dir: Path, count: int, expected_events: int
         )
     try:
         deadline = time.monotonic() + timeout
-        start: float | None = None
-        while start is None:
-            if any(w.messages() > 0 for w in workers):
-                start = time.perf_counter()
-            elif time.monotonic() > deadline:
+        while not any(w.messages() > 0 for w in workers):
+            if time.monotonic() > deadline:
                 raise TimeoutError("no worker processed a message")
-            else:
-                time.sleep(0.05)
+            time.sleep(0.05)
         counted = 0
         while True:
             done = sum(w.messages() for w in workers)
@@ -232,7 +237,8 @@ def run_workers(bootstrap: str, data_dir: Path, count: int, expected_events: int
             if time.monotonic() > deadline:
                 raise TimeoutError(f"workers processed {done}/{expected_messages} messages, counted {counted}")
             time.sleep(0.1)
-        seconds = time.perf_counter() - start
+        spans = [w.busy_span() for w in workers if w.messages() > 0]
+        seconds = max(last for _, last in spans) - min(first for first, _ in spans)
         return WorkerRun(count, seconds, counted, done, [w.peak_rss_mib() for w in workers])
     finally:
         if spy is not None:

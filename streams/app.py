@@ -77,7 +77,7 @@ class Hub:
         #: waits at least SNAPSHOT_COST_FACTOR × T, so it stays a small share of work.
         self._next_snapshot_at = 0.0
         self.started_at = time.time()
-        self.stats: dict[str, Any] = {"messages": 0, "skipped": 0}
+        self.stats: dict[str, Any] = {"messages": 0, "skipped": 0, "first_message_at": None, "last_message_at": None}
         self.metrics = HubMetrics(self)
         self.app = self._build_app()
 
@@ -197,7 +197,13 @@ class Hub:
         outcome = self.processor.process(
             topic, partition, offset, message.value or b"", int(message.timestamp * 1000), int(time.time() * 1000)
         )
-        self.stats["messages"] += 1
+        stats = self.stats
+        stats["messages"] += 1
+        # wall-clock span of the work, for operators and `lienthong bench`: an HTTP
+        # poll can be answered late while the agent is busy, so the worker keeps it
+        stats["last_message_at"] = time.time()
+        if stats["first_message_at"] is None:
+            stats["first_message_at"] = stats["last_message_at"]
         self.metrics.record(topic, partition, offset, message.timestamp, outcome)
         key = delta_key(partition, topic, offset)
         if outcome.skipped:

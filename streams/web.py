@@ -144,6 +144,8 @@ async def healthz(request: web.Request) -> web.Response:
             "partitions_owned": sorted(hub.processor.states),
             "partitions_known": hub.view.partitions_known,
             "messages": hub.stats["messages"],
+            "first_message_at": hub.stats["first_message_at"],
+            "last_message_at": hub.stats["last_message_at"],
             "consumer_lag": hub.metrics.total_lag(),
             "stream_listeners": len(hub.listeners),
         }
