@@ -143,7 +143,7 @@ class EventCodec:
         buf = io.BytesIO(data)
         buf.seek(HEADER_LEN)
         try:
-            record = schemaless_reader(buf, self._wire(sv), None)
+            record: dict[str, Any] = schemaless_reader(buf, self._wire(sv), None)  # type: ignore[assignment]
         except Exception as exc:  # noqa: BLE001 - fastavro raises many types on corrupt bodies
             raise ContractError("body", f"undecodable {sv.name} body: {type(exc).__name__}", sv.name) from None
         if buf.tell() != len(data):

@@ -86,6 +86,27 @@ def test_decode_refuses_a_batch_and_names_decode_message() -> None:
         CODEC.decode(batch)
 
 
+def test_a_batch_item_decodes_to_the_same_event_as_a_single_message() -> None:
+    data = CODEC.encode(welfare())
+    assert CODEC.decode_item(data) == CODEC.decode(data) == welfare()
+
+
+def test_a_batch_item_with_trailing_bytes_is_refused_naming_the_body() -> None:
+    with pytest.raises(ContractError) as err:
+        CODEC.decode_item(CODEC.encode(welfare()) + b"\x00")
+    assert err.value.field == "body" and "trailing" in err.value.reason
+
+
+def test_a_batch_item_that_is_a_flag_is_refused_as_not_an_event() -> None:
+    flag = CODEC.encode_record("Flag", {
+        "flag_id": "SYNC_FAILED:x", "type": "SYNC_FAILED", "status": "OPEN", "agency": "SOCIAL_INSURANCE",
+        "ward_code": WARD, "subject": "x", "opened_at": 1_717_200_000_000, "resolved_at": None,
+        "detail": "", "evidence": [],
+    })
+    with pytest.raises(ContractError, match="not an event"):
+        CODEC.decode_item(flag)
+
+
 def test_events_written_by_an_older_version_are_read_by_a_newer_codec(tmp_path: Path) -> None:
     for name in ("Envelope", "EventBatch", "WelfarePaid"):
         shutil.copytree(AVRO_DIR / name, tmp_path / name)
