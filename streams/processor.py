@@ -7,6 +7,7 @@ flagging logic can be tested, profiled and benchmarked without a broker.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from schemas.validation import validate
 from streams.clock import local_day
 from streams.counting import count_event
 from streams.flags import BaseRule, FlagRule, SourcePosition, default_rules
-from streams.state import Delta, PartitionState
+from streams.state import Change, Delta, PartitionState
 
 Event = dict[str, Any]
 
@@ -66,6 +67,8 @@ class Processor:
         self.codec = codec or EventCodec()
         self.rules = rules if rules is not None else default_rules()
         self.states: dict[int, PartitionState] = {}
+        #: event type → the ``on_event`` hooks that react to it (see ``event_hooks``)
+        self._hooks: dict[str, list[Callable[[Event, Change], None]]] = {}
 
     def state(self, partition: int) -> PartitionState:
         if partition not in self.states:
@@ -77,6 +80,21 @@ class Processor:
 
     def drop(self, partition: int) -> None:
         self.states.pop(partition, None)
+
+    def event_hooks(self, event_type: str) -> list[Callable[[Event, Change], None]]:
+        """The rules' ``on_event`` hooks for one event type, worked out once per type.
+
+        Several calls per event are saved: a hook a rule leaves as BaseRule's no-op
+        is skipped, and so is one whose ``event_types`` leave this type out.
+        """
+        hooks = self._hooks.get(event_type)
+        if hooks is None:
+            hooks = self._hooks[event_type] = [
+                rule.on_event for rule in self.rules
+                if getattr(type(rule), "on_event", None) is not BaseRule.on_event
+                and (getattr(rule, "event_types", None) is None or event_type in rule.event_types)  # type: ignore[attr-defined]
+            ]
+        return hooks
 
     def decode(self, value: bytes, where: SourcePosition) -> tuple[list[Event], list[DeadLetter]]:
         """Valid events of a message; refused ones (or the whole message) as dead letters."""
@@ -118,9 +136,7 @@ class Processor:
             for rule in self.rules:
                 rule.on_dead_letter(dead.error, where, change)
         watermark = state.watermark
-        # hooks a rule leaves as BaseRule's no-op are skipped: several calls per event
-        on_event = [rule.on_event for rule in self.rules
-                    if getattr(type(rule), "on_event", None) is not BaseRule.on_event]
+        hooks_of = self._hooks
         first_sighting = change.first_sighting
         accepted: dict[str, int] = {}
         for event in events:
@@ -133,7 +149,8 @@ class Processor:
             source = event["source"]
             accepted[source] = accepted.get(source, 0) + 1
             count_event(event, change)
-            for hook in on_event:
+            hooks = hooks_of.get(event["event_type"])
+            for hook in hooks if hooks is not None else self.event_hooks(event["event_type"]):
                 hook(event, change)
             # heartbeats carry wall-clock time; only agency events move event time
             if event["occurred_at"] > watermark and event["event_type"] != "ConnectorHeartbeat":

@@ -192,6 +192,7 @@ class CitizenDataRule(BaseRule):
     """Keeps each citizen's card/sync/check-in facts and reconciles their three flags."""
 
     TRACKED = frozenset({"IdCardIssued", "HealthInsuranceSynced", "MedicalCheckIn"})
+    event_types = TRACKED
 
     def __init__(self, sla: dict[str, float]) -> None:
         self.sync_sla = sla_ms(sla, "INSURANCE_SYNC")

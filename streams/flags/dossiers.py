@@ -99,6 +99,10 @@ def procedure_overdue(dossier_id: str, dossier: dict[str, Any], watermark: int) 
 
 
 class ChainStalledRule(BaseRule):
+    #: every event type that can be a chain step (``chain_step`` decides which are)
+    event_types = frozenset({"BirthRegistered", "ResidenceRegistered", "HealthInsuranceCardIssued",
+                             "DeathRegistered", "ResidenceDeregistered", "FuneralAllowanceGranted"})
+
     def __init__(self, sla: dict[str, float]) -> None:
         self.sla = {kind: sla_ms(sla, f"{kind}_CHAIN") for kind in CHAIN_STEPS}
         self.deadlines = Deadlines("CHAIN_STALLED")
@@ -128,6 +132,8 @@ class ChainStalledRule(BaseRule):
 
 
 class ProcedureOverdueRule(BaseRule):
+    event_types = frozenset({"ProcedureSubmitted", "ProcedureCompleted"})
+
     def __init__(self) -> None:
         self.deadlines = Deadlines("PROCEDURE_OVERDUE")
 

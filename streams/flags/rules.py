@@ -38,6 +38,11 @@ class FlagRule(Protocol):
 class BaseRule:
     """No-op hooks, so a rule implements only what it reacts to."""
 
+    #: Event types ``on_event`` reacts to (``None``: every type). The processor
+    #: calls the hook for these only: it runs for every event, and most rules care
+    #: about two or three of the fourteen types.
+    event_types: frozenset[str] | None = None
+
     def on_event(self, event: Event, change: Change) -> None:
         return None
 
