@@ -71,6 +71,8 @@ class WorkerRun:
     #: harness view: from a poll seeing the first message to the counts confirmed
     #: (includes poll and HTTP latency; the worker's clock is ``seconds``)
     observed_seconds: float = 0.0
+    #: CPU seconds the workers used from their first to their last message
+    cpu_seconds: float = 0.0
 
 
 # -- (c) import ---------------------------------------------------------------
@@ -172,14 +174,18 @@ class BenchWorker:
         except OSError:
             return 0  # web server not up yet
 
-    def busy_span(self) -> tuple[float, float]:
-        """When this worker processed its first and its latest message (its own clock).
+    def busy_span(self) -> tuple[float, float, float]:
+        """When this worker processed its first and its latest message (its own clock),
+        and the CPU seconds it used in between (all its threads).
 
         Taken from the worker rather than from when a poll saw progress: a busy
         worker can answer an HTTP poll late, which would start the clock late.
+        CPU time is the steadier figure on a shared machine: other tenants change
+        how long the work takes, much less how much CPU it needs.
         """
         health = self.get("/healthz")
-        return float(health["first_message_at"]), float(health["last_message_at"])
+        cpu = float(health["last_message_cpu_s"]) - float(health["first_message_cpu_s"])
+        return float(health["first_message_at"]), float(health["last_message_at"]), cpu
 
     def counted(self) -> int:
         kpis = self.get("/api/kpis")["kpis"]
@@ -243,8 +249,10 @@ def run_workers(bootstrap: str, data_dir: Path, count: int, expected_events: int
             time.sleep(0.1)
         observed = time.perf_counter() - seen_first
         spans = [w.busy_span() for w in workers if w.messages() > 0]
-        seconds = max(last for _, last in spans) - min(first for first, _ in spans)
-        return WorkerRun(count, seconds, counted, done, [w.peak_rss_mib() for w in workers], observed)
+        seconds = max(last for _, last, _ in spans) - min(first for first, _, _ in spans)
+        cpu_seconds = sum(cpu for _, _, cpu in spans)
+        return WorkerRun(count, seconds, counted, done, [w.peak_rss_mib() for w in workers], observed,
+                         cpu_seconds)
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -306,6 +314,8 @@ def print_table(f: Figures, batch_size: int) -> None:
     for label, rate, ratio, rss in rows:
         print(f"{label:42} {rate:>10,.0f}  {ratio:>7}  {rss:>12}")
     for count, run in sorted(f.runs.items()):
+        print(f"    {count} worker(s): {run.cpu_seconds / f.events * 1e6:.1f} µs of worker CPU per event "
+              f"({run.cpu_seconds:.1f} CPU s over {run.seconds:.1f} s)")
         print(f"    {count} worker(s) as the harness polled them (first message seen → counts confirmed): "
               f"{f.rate(run.observed_seconds):,.0f} events/s")
     if one is not None and len(f.runs) > 1:

@@ -146,6 +146,8 @@ async def healthz(request: web.Request) -> web.Response:
             "messages": hub.stats["messages"],
             "first_message_at": hub.stats["first_message_at"],
             "last_message_at": hub.stats["last_message_at"],
+            "first_message_cpu_s": hub.stats["first_message_cpu_s"],
+            "last_message_cpu_s": hub.stats["last_message_cpu_s"],
             "consumer_lag": hub.metrics.total_lag(),
             "stream_listeners": len(hub.listeners),
         }
