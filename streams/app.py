@@ -16,16 +16,17 @@ import shutil
 import time
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
+from faust.transport.drivers.aiokafka import Producer as FaustAIOKafkaProducer
 from faust.types import TP
 
 from lienthong.logs import get_logger
 from lienthong.settings import Settings
 from schemas.codec import EventCodec
-from schemas.partitioning import kafka_partitioner
+from schemas.partitioning import kafka_partitioner, partition_for
 from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
 from streams import faust_fixes
 from streams.flags import default_rules
@@ -77,7 +78,8 @@ class Hub:
         #: waits at least SNAPSHOT_COST_FACTOR × T, so it stays a small share of work.
         self._next_snapshot_at = 0.0
         self.started_at = time.time()
-        self.stats: dict[str, Any] = {"messages": 0, "skipped": 0, "first_message_at": None, "last_message_at": None}
+        self.stats: dict[str, Any] = {"messages": 0, "skipped": 0, "first_message_at": None, "last_message_at": None,
+                                      "first_message_cpu_s": None, "last_message_cpu_s": None}
         self.metrics = HubMetrics(self)
         self.app = self._build_app()
 
@@ -202,8 +204,10 @@ class Hub:
         # wall-clock span of the work, for operators and `lienthong bench`: an HTTP
         # poll can be answered late while the agent is busy, so the worker keeps it
         stats["last_message_at"] = time.time()
+        stats["last_message_cpu_s"] = time.process_time()
         if stats["first_message_at"] is None:
             stats["first_message_at"] = stats["last_message_at"]
+            stats["first_message_cpu_s"] = stats["last_message_cpu_s"]
         self.metrics.record(topic, partition, offset, message.timestamp, outcome)
         key = delta_key(partition, topic, offset)
         if outcome.skipped:
@@ -219,8 +223,7 @@ class Hub:
         self.deltas[key] = outcome.delta.encode()
         for dead in outcome.dead_letters:
             await self.produce(DEADLETTER, message.key, dead.value, dead.headers())
-        for flag in outcome.flag_changes:
-            await self.alert(flag)
+        await self.publish_flags(outcome.flag_changes)
         self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
                      "accepted": dict(outcome.accepted)})
         return outcome
@@ -243,12 +246,30 @@ class Hub:
         effects are on the broker. Not ``send_soon`` either: see
         ``docs/exactly-once.md`` §5. Returns the broker's acknowledgement, for a
         caller that must not queue the next message before this one is sent.
-        """
-        return await self.app.producer.send(topic, key, value, partition, None, headers)
 
-    async def alert(self, flag: dict[str, Any]) -> None:
-        """A flag as it opens, resolves or is withdrawn, onto ``lienthong.alerts`` (keyed by flag id)."""
-        await self.produce(ALERTS, flag["flag_id"].encode(), self.codec.encode_record("Flag", flag))
+        Faust's ``Producer.send`` is itself a thin wrapper (a signal per message)
+        around aiokafka's, so the client's own producer is used; and a keyed
+        message is given its partition here (Kafka's default partitioner, in C),
+        which spares aiokafka building the topic's partition lists per message.
+        Together about a third of an alert's cost.
+        """
+        # the aiokafka client that Faust flushes before it commits offsets
+        producer = cast(FaustAIOKafkaProducer, self.app.producer)._ensure_producer()
+        if partition is None and key is not None:
+            partition = partition_for(key, len(await producer.partitions_for(topic)))
+        return await producer.send(topic, value, key=key, partition=partition, headers=headers)
+
+    async def publish_flags(self, flags: list[dict[str, Any]]) -> None:
+        """Flags as they open, resolve or are withdrawn, onto ``lienthong.alerts``, keyed by flag id.
+
+        One ``send`` per flag, each appended to the producer's open batch for its
+        partition. (Measured and not kept: aiokafka's ``send_batch``, one batch per
+        partition per message, waits for the previous batch of each partition to
+        drain, which cost more than the per-message sends it saved.)
+        """
+        encode = self.codec.encode_record
+        for flag in flags:
+            await self.produce(ALERTS, flag["flag_id"].encode(), encode("Flag", flag))
 
     def on_revoked(self, revoked: set[TP]) -> None:
         for partition in {tp.partition for tp in revoked}:
@@ -266,8 +287,7 @@ class Hub:
         if not changes:
             return
         if owns_publisher_partition(self.app.consumer.assignment()):
-            for flag in changes:
-                await self.alert(flag)
+            await self.publish_flags(changes)
         self.notify({"kind": "silence", "flags": changes})
 
     # -- snapshots for dashboards and the replicated view ----------------------
