@@ -251,6 +251,10 @@ def run_workers(bootstrap: str, data_dir: Path, count: int, expected_events: int
         spans = [w.busy_span() for w in workers if w.messages() > 0]
         seconds = max(last for _, last, _ in spans) - min(first for first, _, _ in spans)
         cpu_seconds = sum(cpu for _, _, cpu in spans)
+        start = min(first for first, _, _ in spans)
+        if len(spans) > 1:
+            print("    workers' first and last message, seconds after the group's first: "
+                  + ", ".join(f"{first - start:.1f}–{last - start:.1f}" for first, last, _ in spans), flush=True)
         return WorkerRun(count, seconds, counted, done, [w.peak_rss_mib() for w in workers], observed,
                          cpu_seconds)
     finally:
