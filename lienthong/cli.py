@@ -222,12 +222,21 @@ def schemas_docs(out: Path) -> None:
 
 
 @main.command()
-@click.option("--events", type=int, default=200_000, show_default=True)
-@click.option("--batch-size", type=int, default=500, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True)
+@click.option("--events", type=int, default=200_000, show_default=True,
+              help="Simulated city events in the backlog.")
+@click.option("--batch-size", type=int, default=500, show_default=True,
+              help="Events per Kafka message (EventBatch), as the importer sends them.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Also run this many workers in one group, after the single worker, and report the scaling.")
 @click.pass_context
 def bench(ctx: click.Context, events: int, batch_size: int, workers: int) -> None:
-    """Throughput benchmark: worker vs bare aiokafka consumer vs importer, on the embedded broker."""
+    """Throughput benchmark: worker vs bare aiokafka consumer vs importer, on the embedded broker.
+
+    Prints, from one run on the same backlog: the import rate, a bare aiokafka
+    consumer decoding every event, one worker end to end (timed by its own
+    clock) with its CPU per event and peak RSS, and the ratio worker / bare
+    client. Rates move with a shared machine's load; read the ratio.
+    """
     from bench.throughput import main as bench_main
 
     bench_main(events=events, batch_size=batch_size, workers=workers)
