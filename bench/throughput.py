@@ -249,9 +249,9 @@ def run_workers(bootstrap: str, data_dir: Path, count: int, expected_events: int
             time.sleep(0.1)
         observed = time.perf_counter() - seen_first
         spans = [w.busy_span() for w in workers if w.messages() > 0]
-        seconds = max(last for _, last, _ in spans) - min(first for first, _, _ in spans)
-        cpu_seconds = sum(cpu for _, _, cpu in spans)
         start = min(first for first, _, _ in spans)
+        seconds = max(last for _, last, _ in spans) - start
+        cpu_seconds = sum(cpu for _, _, cpu in spans)
         if len(spans) > 1:
             print("    workers' first and last message, seconds after the group's first: "
                   + ", ".join(f"{first - start:.1f}–{last - start:.1f}" for first, last, _ in spans), flush=True)

@@ -45,4 +45,4 @@ def kafka_partitioner(key: bytes | None, all_partitions: Sequence[int], availabl
     """
     if key is None:
         return random.choice(list(available) or list(all_partitions))
-    return all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
+    return all_partitions[partition_for(key, len(all_partitions))]

@@ -136,7 +136,7 @@ class Processor:
             for rule in self.rules:
                 rule.on_dead_letter(dead.error, where, change)
         watermark = state.watermark
-        hooks_of = self._hooks
+        hooks_for = self.event_hooks
         first_sighting = change.first_sighting
         accepted: dict[str, int] = {}
         for event in events:
@@ -149,8 +149,7 @@ class Processor:
             source = event["source"]
             accepted[source] = accepted.get(source, 0) + 1
             count_event(event, change)
-            hooks = hooks_of.get(event["event_type"])
-            for hook in hooks if hooks is not None else self.event_hooks(event["event_type"]):
+            for hook in hooks_for(event["event_type"]):
                 hook(event, change)
             # heartbeats carry wall-clock time; only agency events move event time
             if event["occurred_at"] > watermark and event["event_type"] != "ConnectorHeartbeat":
