@@ -44,11 +44,16 @@ def main(ctx: click.Context, broker: str, log_level: str) -> None:
 @main.command()
 @click.option("--port", type=int, default=9092, show_default=True, help="Port to listen on (0: a free one).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-def broker(port: int, host: str) -> None:
-    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C."""
+@click.pass_context
+def broker(ctx: click.Context, port: int, host: str) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C.
+
+    Every hub topic is created with LIENTHONG_PARTITIONS partitions before the
+    broker's address is printed, so no client can auto-create one first.
+    """
     from lienthong.broker import EmbeddedBroker, free_port
 
-    embedded = EmbeddedBroker(port or free_port(host), host)
+    embedded = EmbeddedBroker(port or free_port(host), host, partitions=_settings(ctx).partitions)
     embedded.start()
     click.echo(f"broker listening on {embedded.bootstrap}  (LIENTHONG_BROKER={embedded.bootstrap})")
     sys.stdout.flush()

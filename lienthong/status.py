@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from lienthong.settings import Settings
-from lienthong.topics import topic_partitions
+from lienthong.topics import mismatch_message, partition_mismatches, topic_partitions
 from schemas.topics import ALL_TOPICS
 
 HTTP_TIMEOUT_S = 5.0
@@ -94,7 +94,13 @@ def _broker_section(settings: Settings) -> None:
     click.echo(f"  {settings.broker}: reachable, {len(topics)}/{len(ALL_TOPICS)} hub topics")
     for topic in ALL_TOPICS:
         partitions = topics.get(topic)
-        click.echo(f"  {topic:<24} {'MISSING' if partitions is None else f'{partitions} partitions'}")
+        line = "MISSING" if partitions is None else f"{partitions} partitions"
+        if partitions is not None and partitions != settings.partitions:
+            line += f"  WRONG: expected {settings.partitions}"
+        click.echo(f"  {topic:<24} {line}")
+    mismatches = partition_mismatches(topics, settings.partitions)
+    if mismatches:
+        click.echo(f"  problem: {mismatch_message(mismatches, settings.partitions)}")
 
 
 def print_status(settings: Settings, url: str) -> None:

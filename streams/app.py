@@ -28,7 +28,8 @@ from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.partitioning import kafka_partitioner, partition_for
 from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
-from streams import faust_fixes
+from streams import faults, faust_fixes
+from streams.exits import EXIT_CRASHED, exit_now
 from streams.flags import default_rules
 from streams.metrics import HubMetrics
 from streams.processor import Outcome, Processor
@@ -81,6 +82,7 @@ class Hub:
         self.stats: dict[str, Any] = {"messages": 0, "skipped": 0, "first_message_at": None, "last_message_at": None,
                                       "first_message_cpu_s": None, "last_message_cpu_s": None}
         self.metrics = HubMetrics(self)
+        self.fault = faults.armed()
         self.app = self._build_app()
 
     # -- construction ---------------------------------------------------------
@@ -135,8 +137,14 @@ class Hub:
 
         @app.agent(self.events_topic, name="lienthong.count-and-flag")
         async def count_and_flag(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await hub.handle(event)
+            try:
+                async for event in stream.events():
+                    await hub.handle(event)
+            except Exception as exc:
+                # Faust would log it, restart the agent past the failed message and
+                # go on: that message's counts would be lost. End the worker instead;
+                # its restart re-delivers the message (docs/exactly-once.md §3).
+                exit_now(EXIT_CRASHED, "agent_crashed", error=repr(exc), exc_info=exc)
 
         @app.timer(interval=s.snapshot_interval, name="lienthong.publish-snapshots")
         async def publish_snapshots() -> None:
@@ -145,6 +153,14 @@ class Hub:
         @app.timer(interval=self.silence.interval_s, name="lienthong.agency-silence")
         async def watch_agency_silence() -> None:
             await hub.check_silence()
+
+        debug_every = float(os.environ.get("LIENTHONG_DEBUG_CONSUMER") or 0)
+        if debug_every > 0:
+            from streams.consumer_debug import consumer_state
+
+            @app.timer(interval=debug_every, name="lienthong.debug-consumer")
+            async def debug_consumer() -> None:
+                log.info("consumer_state", messages=hub.stats["messages"], **consumer_state(app))
 
         @app.task
         async def read_snapshots() -> None:
@@ -221,12 +237,23 @@ class Hub:
             return outcome
         assert outcome.delta is not None
         self.deltas[key] = outcome.delta.encode()
+        if self.fault is not None and stats["messages"] == self.fault.at_message:
+            await self._inject_fault()
         for dead in outcome.dead_letters:
             await self.produce(DEADLETTER, message.key, dead.value, dead.headers())
         await self.publish_flags(outcome.flag_changes)
         self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
                      "accepted": dict(outcome.accepted)})
         return outcome
+
+    async def _inject_fault(self) -> None:
+        """Break the worker here, as ``LIENTHONG_FAULT`` asks (tests only; see streams.faults)."""
+        assert self.fault is not None
+        if self.fault.kind == "agent_error":
+            raise faults.InjectedFault(f"injected agent error at message {self.fault.at_message}")
+        await self.app.producer.flush()  # the delta is in the changelog now
+        log.warning("fault_injected", fault=self.fault.kind, message=self.fault.at_message)
+        os._exit(1)
 
     async def produce(
         self,

@@ -1,0 +1,91 @@
+"""A worker that cannot do its job says so and ends; one that can always resumes.
+
+Real worker processes on the real embedded broker: topics auto-created with the
+wrong partition count, a crash inside the agent, and the JSON-only log stream.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+
+import pytest
+from kafka import KafkaProducer
+
+from lienthong.broker import EmbeddedBroker
+from lienthong.topics import topic_partitions
+from streams.exits import EXIT_CRASHED, EXIT_TOPICS
+from tests.integration.test_web_api import import_id_cards
+from tests.support import WorkerProcess, hub_env, run_cli, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def bare_broker() -> Iterator[str]:
+    """An embedded broker with no hub topics yet (as a production cluster before the hub)."""
+    with EmbeddedBroker() as embedded:
+        yield embedded.bootstrap
+
+
+def log_lines(worker: WorkerProcess) -> list[str]:
+    return [line for line in worker.log_path.read_text().splitlines() if line.strip()]
+
+
+def exit_code(worker: WorkerProcess, timeout: float) -> int:
+    assert worker.process is not None
+    return worker.process.wait(timeout)
+
+
+def test_the_embedded_broker_creates_every_hub_topic_with_the_configured_count(broker):
+    counts = topic_partitions(broker)
+    assert len(counts) == 11 and set(counts.values()) == {8}
+
+
+def test_a_worker_stops_with_one_clear_line_when_a_topic_was_auto_created_first(bare_broker, tmp_path):
+    producer = KafkaProducer(bootstrap_servers=bare_broker)
+    producer.send("lienthong.identity", b"an agency that came first").get(10)
+    producer.close()
+    auto_created = topic_partitions(bare_broker)["lienthong.identity"]
+    assert auto_created != 8, "the broker's default count must differ for this test to mean anything"
+
+    worker = WorkerProcess(bare_broker, tmp_path, "cold").start(wait=False)
+    assert exit_code(worker, 60) == EXIT_TOPICS
+    lines = log_lines(worker)
+    problems = [json.loads(line) for line in lines if "topic_partitions_mismatch" in line]
+    assert len(problems) == 1, lines
+    error = problems[0]["error"]
+    assert f"lienthong.identity has {auto_created} partitions" in error
+    assert "needs 8" in error and "kafka-topics.sh --delete" in error
+    assert not any("Traceback" in line for line in lines)
+
+    status = run_cli("status", "--url", "http://127.0.0.1:9", env=hub_env(bare_broker, tmp_path))
+    assert re.search(rf"lienthong\.identity\s+{auto_created} partitions\s+WRONG: expected 8", status.stdout)
+    assert f"problem: lienthong.identity has {auto_created} partitions" in status.stdout
+
+
+def test_a_worker_whose_agent_crashes_exits_non_zero_within_seconds(broker, workers, tmp_path):
+    worker = workers(name="faulty", LIENTHONG_FAULT="agent_error@2")
+    import_id_cards(broker, tmp_path, 3000)
+    # before, the process logged the crash and lived on doing nothing: this wait timed out
+    assert exit_code(worker, 60) == EXIT_CRASHED
+    crash = [json.loads(line) for line in log_lines(worker) if "agent_crashed" in line]
+    assert len(crash) == 1 and "injected agent error at message 2" in crash[0]["error"]
+
+
+def test_every_line_a_worker_writes_is_json_through_a_takeover(broker, workers, tmp_path):
+    # a peer dies mid-import: rebalancing makes Faust, mode and aiokafka log their warnings
+    survivor = workers(name="survivor")
+    peer = workers(name="peer")
+    import_id_cards(broker, tmp_path, 2000)
+    peer.kill()
+    wait_for(lambda: survivor.kpis()["id_cards_issued"] == 2000, 120, what="the survivor to count everything")
+    survivor.stop()
+    lines = log_lines(survivor)
+    loggers = set()
+    for line in lines:
+        record = json.loads(line)  # raises on any line that is not JSON
+        assert "event" in record and "level" in record
+        loggers.add(record.get("logger", ""))
+    assert any(name.split(".")[0] in {"faust", "mode", "aiokafka", "kafka"} for name in loggers), loggers
