@@ -112,6 +112,27 @@ def diagnose(worker: WorkerProcess, out: Path) -> None:
     except Exception as exc:  # noqa: BLE001
         (out / "healthz.json").write_text(repr(exc))
     shutil.copy(worker.log_path, out / "worker.log")
+    bootstrap = worker.env["LIENTHONG_BROKER"]
+    (out / "changelog.json").write_text(json.dumps(read_changelog(bootstrap)))
+
+
+def read_changelog(bootstrap: str) -> dict[str, Any]:
+    """Every delta's (topic, offset) per changelog partition, read to the end, and the reported end offsets."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    topic = "lienthong-deltas-changelog"
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000,
+                             max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    tps = [TopicPartition(topic, p) for p in range(8)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    ends = consumer.end_offsets(tps)
+    out: dict[str, Any] = {"end_offsets": {tp.partition: ends[tp] for tp in tps}, "deltas": {}}
+    for record in consumer:
+        delta = json.loads(record.value)
+        out["deltas"].setdefault(record.partition, []).append([record.offset, delta["t"], delta["o"], delta["s"]])
+    consumer.close()
+    return out
 
 
 def one_run(run: int, mode: str, events: int, freeze_after: float, keep: Path, rng: random.Random) -> dict[str, Any]:

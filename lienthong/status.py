@@ -50,6 +50,10 @@ def _get(url: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
             return bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:  # /healthz of a worker that answers but cannot do its job: read why
+            return bytes(exc.read())
+        raise WorkerUnreachable(f"{url}: HTTP {exc.code}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise WorkerUnreachable(f"{url}: {getattr(exc, 'reason', exc)}") from exc
 
@@ -104,7 +108,7 @@ def _broker_section(settings: Settings) -> None:
 
 
 def print_status(settings: Settings, url: str) -> None:
-    """Print broker, worker, lag, KPIs and open flags; exit 1 if the worker is unreachable."""
+    """Print broker, worker, health, lag, KPIs and open flags; exit 1 if the worker is unreachable."""
     base = url.rstrip("/")
     _broker_section(settings)
     try:
@@ -119,6 +123,8 @@ def print_status(settings: Settings, url: str) -> None:
     click.echo("Worker")
     click.echo(f"  {base}: {health['status']} ({health['worker']}), owns partitions "
                f"{health['partitions_owned']}, {health['messages']:,} messages processed")
+    problems = health.get("problems") or []
+    click.echo(f"Health: {'UNHEALTHY: ' + '; '.join(problems) if problems else 'ok'}")
     click.echo(f"Consumer lag: {sum(lag.values()):,} messages")
     for topic, n in sorted(lag.items()):
         if n:

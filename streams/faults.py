@@ -9,6 +9,8 @@ that very point does to a real worker on a real broker:
 * ``exit_after_delta@n`` ends the process (``os._exit``) right after the
   message's delta is durable in the changelog and before its alerts and dead
   letters are sent: the window in which side effects used to be lost.
+* ``stall@n`` blocks the agent on message ``n`` for an hour (a stuck worker).
+* ``recovery_hang@0`` never lets a table recovery finish.
 
 Unset (production), :func:`armed` returns ``None`` and nothing is checked per message
 beyond one comparison.
@@ -19,7 +21,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-KINDS = ("agent_error", "exit_after_delta")
+#: Faults armed at the n-th message; ``recovery_hang`` is armed for every recovery.
+PER_MESSAGE = ("agent_error", "exit_after_delta", "stall")
+KINDS = (*PER_MESSAGE, "recovery_hang")
 
 
 class InjectedFault(RuntimeError):

@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from schemas.topics import EVENT_TOPICS
+from streams.health import PROBLEMS, Problem
 
 if TYPE_CHECKING:
     from streams.app import Hub
@@ -112,6 +113,15 @@ class _StateCollector(Collector):
             "lienthong_partitions_owned", "Event partitions this worker owns.", value=len(hub.processor.states)
         )
 
+        found = {problem.kind for problem in self.metrics.problems}
+        yield GaugeMetricFamily("lienthong_worker_healthy", "1 while /healthz answers ok, 0 when unhealthy.",
+                                value=0 if found else 1)
+        problem = GaugeMetricFamily("lienthong_worker_problem", "1 for each reason /healthz answers 503.",
+                                    labels=["kind"])
+        for kind in PROBLEMS:
+            problem.add_metric([kind], 1 if kind in found else 0)
+        yield problem
+
 
 class HubMetrics:
     """The metric families of one worker and the per-message recording call."""
@@ -151,6 +161,8 @@ class HubMetrics:
         self.positions: dict[tuple[str, int], int] = {}
         #: Lag per (topic, partition), refreshed just before each scrape.
         self.lag: dict[tuple[str, int], int] = {}
+        #: What /healthz found at the last scrape (see streams.health).
+        self.problems: list[Problem] = []
         for topic in EVENT_TOPICS:  # series exist (at 0) before the first event
             self.messages.labels(topic)
             self.dead_lettered.labels(topic)
@@ -199,13 +211,11 @@ class HubMetrics:
             if highwater is None:
                 continue
             position = self.positions.get((tp.topic, tp.partition))
-            if position is None:  # nothing processed here yet: ask the consumer
-                try:
-                    position = await consumer.position(tp)
-                except Exception:  # noqa: BLE001, S112 - revoked meanwhile: no lag to report
-                    continue
             if position is None:
-                continue
+                # Nothing processed here yet: processing starts at the committed
+                # offset (the start for a new group). Not the client's position,
+                # which runs ahead by whatever Faust prefetched into the stream.
+                position = consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
             lag[(tp.topic, tp.partition)] = max(0, int(highwater) - int(position))
         self.lag = lag
 
@@ -213,8 +223,8 @@ class HubMetrics:
         return sum(self.lag.values())
 
     async def exposition(self) -> bytes:
-        """The Prometheus text format of every series, with lag fresh for this scrape."""
-        await self.refresh_lag()
+        """The Prometheus text format of every series, with lag and health fresh for this scrape."""
+        self.problems = await self.hub.problems()
         return generate_latest(self.registry)
 
 

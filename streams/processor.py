@@ -6,6 +6,7 @@ flagging logic can be tested, profiled and benchmarked without a broker.
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,15 @@ class DeadLetter:
         if self.batch_index is not None:
             headers.append(("lienthong.source.batch_index", str(self.batch_index).encode()))
         return headers
+
+    def record(self) -> dict[str, Any]:
+        """As kept in the message's delta (``Delta.dead``), to be sent again on a replay."""
+        return {"v": base64.b64encode(self.value).decode(), "h": [[k, v.decode()] for k, v in self.headers()]}
+
+
+def dead_letter_of_record(record: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """Value and headers of a dead letter kept in a delta (:meth:`DeadLetter.record`)."""
+    return base64.b64decode(record["v"]), [(k, v.encode()) for k, v in record["h"]]
 
 
 @dataclass
@@ -169,6 +179,7 @@ class Processor:
                 rule.on_watermark(watermark, change)
         outcome.flag_changes = change.flag_changes
         outcome.delta = change.commit()
+        outcome.delta.dead = [dead.record() for dead in outcome.dead_letters]
         return outcome
 
 

@@ -135,11 +135,13 @@ async def refuse_bad_filters(
 
 # -- JSON API -------------------------------------------------------------------
 async def healthz(request: web.Request) -> web.Response:
+    """200 ``ok`` while the worker does its job; 503 ``unhealthy`` with the reasons when not."""
     hub = _hub(request)
-    await hub.metrics.refresh_lag()
+    problems = await hub.problems()
     return web.json_response(
         {
-            "status": "ok",
+            "status": "unhealthy" if problems else "ok",
+            "problems": [problem.reason for problem in problems],
             "worker": hub.worker_name,
             "partitions_owned": sorted(hub.processor.states),
             "partitions_known": hub.view.partitions_known,
@@ -150,7 +152,8 @@ async def healthz(request: web.Request) -> web.Response:
             "last_message_cpu_s": hub.stats["last_message_cpu_s"],
             "consumer_lag": hub.metrics.total_lag(),
             "stream_listeners": len(hub.listeners),
-        }
+        },
+        status=503 if problems else 200,
     )
 
 

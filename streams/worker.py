@@ -9,6 +9,7 @@ crash!" and live on doing nothing, its consumer thread holding the process).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import sys
@@ -97,6 +98,7 @@ def run_worker(settings: Settings, bootstrap: str, worker_name: str | None = Non
                     override_logging=False)
     worker.spinner = None  # a terminal spinner writes control characters between the JSON lines
     watch_for_crash([hub.app, worker])
+    hub.web_task = asyncio.ensure_future(hub.serve_http(), loop=worker.loop)
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:

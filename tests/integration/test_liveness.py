@@ -89,3 +89,76 @@ def test_every_line_a_worker_writes_is_json_through_a_takeover(broker, workers, 
         assert "event" in record and "level" in record
         loggers.add(record.get("logger", ""))
     assert any(name.split(".")[0] in {"faust", "mode", "aiokafka", "kafka"} for name in loggers), loggers
+
+
+def test_a_flag_whose_delta_survived_a_crash_is_announced_after_the_restart(broker, workers, tmp_path):
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from schemas.topics import DEADLETTER
+    from tests.integration.test_flags import alerts
+
+    # the worker dies right after the delta of its first message is durable, before its sends
+    worker = workers(name="fragile", LIENTHONG_FAULT="exit_after_delta@1")
+    producer = KafkaProducer(bootstrap_servers=broker, acks="all")
+    producer.send("lienthong.identity", key=b"k", value=b"\x00not a contract").get(10)
+    producer.close()
+    assert exit_code(worker, 60) == 1
+    assert any("fault_injected" in line for line in log_lines(worker))
+    assert alerts(broker) == [], "the crash came before the alert was sent"
+
+    restarted = workers(name="fragile")  # the replay is skipped by the fence...
+    wait_for(lambda: restarted.get("/healthz")["messages"] >= 1, 120, what="the replay")
+    assert restarted.kpis()["events_dead_lettered"] == 1, "...and counted once"
+    # ...yet its flag and its dead letter come out: consumers dedupe by flag_id + status
+    flags = wait_for(lambda: alerts(broker), 120, what="the re-announced flag")
+    assert [(f["type"], f["status"]) for f in flags] == [("CONTRACT_VIOLATION", "OPEN")]
+    consumer = KafkaConsumer(DEADLETTER, bootstrap_servers=broker, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    dead = list(consumer)
+    consumer.close()
+    assert [d.value for d in dead] == [b"\x00not a contract"]
+    assert ("lienthong.source.offset", b"0") in dead[0].headers
+
+
+def healthz(worker: WorkerProcess) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{worker.url}/healthz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_worker_stuck_with_lag_is_unhealthy_on_healthz_metrics_and_status(broker, workers, tmp_path):
+    from tests.integration.test_metrics import scrape, value
+
+    worker = workers(name="stuck", LIENTHONG_FAULT="stall@1", LIENTHONG_HEALTH_STALL_S="3")
+    assert healthz(worker)[0] == 200
+    import_id_cards(broker, tmp_path, 3000)  # the agent blocks on the first message; the rest waits
+    status, body = wait_for(lambda: (h := healthz(worker))[0] == 503 and h, 90, what="healthz 503")
+    assert body["status"] == "unhealthy"
+    assert any("messages waiting in owned partitions and no progress for" in p for p in body["problems"])
+    samples = scrape(worker.url)
+    assert value(samples, "lienthong_worker_healthy") == 0
+    assert value(samples, "lienthong_worker_problem", kind="stalled") == 1
+    result = run_cli("status", "--url", worker.url, env=hub_env(broker, tmp_path))
+    assert "Health: UNHEALTHY:" in result.stdout and "no progress for" in result.stdout
+
+
+def test_a_worker_whose_recovery_never_finishes_is_unhealthy(broker, workers):
+    worker = workers(name="slow", wait=False, LIENTHONG_FAULT="recovery_hang@0", LIENTHONG_HEALTH_RECOVERY_S="3")
+    status, body = wait_for(lambda: (h := healthz(worker))[0] == 503 and h, 90, what="healthz 503")
+    assert any(p.startswith("recovery not finished after") for p in body["problems"]), body
+
+
+def test_a_healthy_worker_says_ok_everywhere(broker, workers, tmp_path):
+    from tests.integration.test_metrics import scrape, value
+
+    worker = workers(name="fine", LIENTHONG_HEALTH_STALL_S="3")
+    import_id_cards(broker, tmp_path, 500)
+    wait_for(lambda: worker.kpis()["id_cards_issued"] == 500, 60, what="the import counted")
+    assert healthz(worker)[0] == 200 and healthz(worker)[1]["problems"] == []
+    assert value(scrape(worker.url), "lienthong_worker_healthy") == 1
+    assert "Health: ok" in run_cli("status", "--url", worker.url, env=hub_env(broker, tmp_path)).stdout
