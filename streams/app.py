@@ -312,7 +312,7 @@ class Hub:
         send is awaited until the client has queued it, and Faust flushes the
         producer before it commits source offsets, so a committed message's side
         effects are on the broker. Not ``send_soon`` either: see
-        ``docs/exactly-once.md`` §5. Returns the broker's acknowledgement, for a
+        ``docs/exactly-once.md`` §5a. Returns the broker's acknowledgement, for a
         caller that must not queue the next message before this one is sent.
 
         Faust's ``Producer.send`` is itself a thin wrapper (a signal per message)

@@ -162,3 +162,37 @@ def test_a_healthy_worker_says_ok_everywhere(broker, workers, tmp_path):
     assert healthz(worker)[0] == 200 and healthz(worker)[1]["problems"] == []
     assert value(scrape(worker.url), "lienthong_worker_healthy") == 1
     assert "Health: ok" in run_cli("status", "--url", worker.url, env=hub_env(broker, tmp_path)).stdout
+
+
+def test_recovery_reads_a_changelog_to_the_end_a_fetch_sees_even_when_the_broker_reports_less(broker):
+    import asyncio
+    import random
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from faust.types import TP
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from streams.faust_fixes import read_to_end
+
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    admin.create_topics([NewTopic("deltas-like", 8, 1)])
+    admin.close()
+
+    async def run() -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker, max_request_size=16 * 1024 * 1024)
+        await producer.start()
+        rng = random.Random(1)  # small and ~200 KB records, as deltas of full batches are
+        sent = [await producer.send("deltas-like", b"x" * rng.choice([300, 5000, 200_000]), partition=i % 8)
+                for i in range(400)]
+        await asyncio.gather(*sent)
+        await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker)
+        await consumer.start()
+        tps = [TopicPartition("deltas-like", p) for p in range(8)]
+        reported = {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()}
+        await consumer.stop()
+        read = await read_to_end(broker, {TP("deltas-like", p): end for p, end in reported.items()})
+        return reported, {tp.partition: end for tp, end in read.items()}, {p: 50 for p in range(8)}
+
+    reported, read, truth = asyncio.run(run())
+    assert read == truth, f"reported by the broker: {reported}"
