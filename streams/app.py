@@ -179,6 +179,8 @@ class Hub:
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust calls receivers positionally
         async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
             hub.health.rebalance_started()
+            if hub.fault is not None and hub.fault.kind == "app_crash":
+                raise faults.InjectedFault("injected crash of the Faust app")
             log.info("partitions_assigned", partitions=sorted({tp.partition for tp in assigned}))
 
         @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust calls receivers positionally

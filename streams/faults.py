@@ -11,6 +11,8 @@ that very point does to a real worker on a real broker:
   letters are sent: the window in which side effects used to be lost.
 * ``stall@n`` blocks the agent on message ``n`` for an hour (a stuck worker).
 * ``recovery_hang@0`` never lets a table recovery finish.
+* ``app_crash@0`` raises in the partitions-assigned handler, which crashes the
+  Faust app itself (mode's "We experienced a crash!" path, not the agent's).
 
 Unset (production), :func:`armed` returns ``None`` and nothing is checked per message
 beyond one comparison.
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 #: Faults armed at the n-th message; ``recovery_hang`` is armed for every recovery.
 PER_MESSAGE = ("agent_error", "exit_after_delta", "stall")
-KINDS = (*PER_MESSAGE, "recovery_hang")
+KINDS = (*PER_MESSAGE, "recovery_hang", "app_crash")
 
 
 class InjectedFault(RuntimeError):

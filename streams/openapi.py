@@ -158,7 +158,10 @@ def _components() -> dict[str, Any]:
         "Health": {
             "type": "object",
             "properties": {
-                "status": {"type": "string", "enum": ["ok"]},
+                "status": {"type": "string", "enum": ["ok", "unhealthy"]},
+                "problems": {"type": "array", "items": {"type": "string"},
+                             "description": "Why the worker cannot do its job (empty when ok): agent crashed, "
+                                            "recovery unfinished, or lag without progress"},
                 "worker": {"type": "string"},
                 "partitions_owned": {"type": "array", "items": {"type": "integer"}},
                 "partitions_known": _count(),
@@ -177,6 +180,14 @@ def _components() -> dict[str, Any]:
             "required": ["status", "worker", "partitions_owned", "partitions_known", "messages"],
         },
     }
+
+
+def _healthz() -> dict[str, Any]:
+    operation = _get("Health", "Liveness and what this worker owns; 503 with the problems when it cannot do "
+                     "its job (LIENTHONG_HEALTH_STALL_S, LIENTHONG_HEALTH_RECOVERY_S).",
+                     _json("Health", _ref("Health")), tag="operations")
+    operation["get"]["responses"]["503"] = _json("Unhealthy: `problems` says why.", _ref("Health"))
+    return operation
 
 
 def _get(summary: str, description: str, ok: dict[str, Any], params: list[dict[str, Any]] | None = None,
@@ -234,8 +245,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "Prometheus text exposition format (lienthong_* series).",
             "responses": {"200": {"description": "Metrics",
                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/healthz": _get("Health", "Liveness and what this worker owns.", _json("Health", _ref("Health")),
-                         tag="operations"),
+        "/healthz": _healthz(),
         "/openapi.json": {"get": {
             "summary": "This document", "tags": ["operations"],
             "responses": {"200": _json("OpenAPI 3.1 document", {"type": "object"})}}},

@@ -196,3 +196,11 @@ def test_recovery_reads_a_changelog_to_the_end_a_fetch_sees_even_when_the_broker
 
     reported, read, truth = asyncio.run(run())
     assert read == truth, f"reported by the broker: {reported}"
+
+
+def test_a_worker_whose_faust_app_crashes_exits_non_zero_within_seconds(broker, workers):
+    worker = workers(name="crashing", wait=False, LIENTHONG_FAULT="app_crash@0")
+    # before, mode logged "We experienced a crash!" and the process lived on: this wait timed out
+    assert exit_code(worker, 90) == EXIT_CRASHED
+    crash = [json.loads(line) for line in log_lines(worker) if "worker_crashed" in line]
+    assert len(crash) == 1 and "injected crash of the Faust app" in crash[0]["reason"]
