@@ -245,7 +245,9 @@ class Hub:
             if existing is not None:
                 self.deltas[key] = existing
                 # its side effects may have died with the worker that wrote it: again
-                await self.announce_again(Delta.decode(existing), message.key)
+                # (decoded only when it has some: a delta of a full batch is ~200 KB)
+                if b'"a":[' in existing or b'"d":[' in existing:
+                    await self.announce_again(Delta.decode(existing), message.key)
             return outcome
         assert outcome.delta is not None
         self.deltas[key] = outcome.delta.encode()

@@ -105,5 +105,5 @@ def run_worker(settings: Settings, bootstrap: str, worker_name: str | None = Non
         if hub.app.crashed or worker.crashed:
             exit_now(EXIT_CRASHED, "worker_crashed", reason=repr(hub.app.crash_reason or worker.crash_reason))
         raise stop
-    except BaseException as exc:  # noqa: BLE001 - mode re-raises the crash reason after shutdown
+    except Exception as exc:  # noqa: BLE001 - mode re-raises the crash reason after its shutdown
         exit_now(EXIT_CRASHED, "worker_crashed", reason=repr(exc))
