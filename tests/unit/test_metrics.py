@@ -8,6 +8,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.health import Problem
 from streams.metrics import HubMetrics, ThroughputHistory
 from streams.processor import Outcome
 
@@ -23,7 +24,11 @@ def fake_hub() -> Any:
         agencies={"POLICE": {"last_seen_ms": 0, "events": 1}},
     )
     return SimpleNamespace(view=view, processor=SimpleNamespace(states={0: None, 3: None}),
-                           app=SimpleNamespace(consumer=_Consumer()))
+                           app=SimpleNamespace(consumer=_Consumer()), problems=_no_problems)
+
+
+async def _no_problems() -> list[Problem]:
+    return []
 
 
 def samples(metrics: HubMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -79,3 +84,18 @@ def test_throughput_history_buckets_by_minute_and_keeps_the_window():
         {"minute": 300, "by_agency": {"HEALTH": 1}},
     ]
     assert history.rows(now_s=120.0)[1] == {"minute": 60, "by_agency": {"POLICE": 3, "HEALTH": 5}}
+
+
+def test_health_gauges_say_what_healthz_says():
+    hub = fake_hub()
+    metrics = HubMetrics(hub)
+    assert samples(metrics)[("lienthong_worker_healthy", ())] == 1
+
+    async def stalled() -> list[Problem]:
+        return [Problem("stalled", "5 messages waiting")]
+
+    hub.problems = stalled
+    got = samples(metrics)
+    assert got[("lienthong_worker_healthy", ())] == 0
+    assert got[("lienthong_worker_problem", (("kind", "stalled"),))] == 1
+    assert got[("lienthong_worker_problem", (("kind", "recovery_unfinished"),))] == 0
