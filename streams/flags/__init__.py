@@ -4,7 +4,7 @@ A flag lives in the ``flags`` store of the partition that owns its subject, so i
 is fenced and replayed exactly like the counters, and is identified by type and
 subject so the same failure is never flagged twice. Rules run inside
 :class:`streams.processor.Processor`; every SLA is measured on event time (the
-partition watermark), so a replay of the same history gives the same flags. The
+clock of the feed whose data a flag waits for, ``streams.clocks``), so a replay of the same history gives the same flags. The
 one wall-clock flag, ``AGENCY_SILENT``, lives in :mod:`streams.silence`.
 
 See ``docs/flags.md`` for each type, its SLA and its lifecycle.

@@ -11,17 +11,20 @@
 
 All three read one compact record per citizen in the ``citizens`` store (the
 facts, never the flags), so each flag is a pure function of the record's event
-times and the watermark; see :func:`streams.flags.records.reconcile`.
+times and social insurance's clock (``streams.clocks``); see
+:func:`streams.flags.records.reconcile`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from schemas.topics import INSURANCE
 from streams.clock import iso_utc
+from streams.clocks import clock_of
 from streams.flags.deadlines import Deadlines
 from streams.flags.records import EVIDENCE_CAP, Flag, flag_id, make_flag, reconcile
-from streams.flags.rules import BaseRule, Event, watermark_of
+from streams.flags.rules import BaseRule, Event
 from streams.sla import sla_ms
 from streams.state import Change
 
@@ -207,7 +210,7 @@ class CitizenDataRule(BaseRule):
         if updated is record:
             return
         change.set("citizens", ref, updated)
-        watermark = watermark_of(change)
+        watermark = clock_of(change, INSURANCE)  # SYNC_MISSING waits for social insurance's feed
         card = updated.get("card")
         if card is not None:
             self.deadlines.add(change, card[0] + self.sync_sla, ref, watermark)
@@ -215,7 +218,9 @@ class CitizenDataRule(BaseRule):
         self.reconcile_all(ref, updated, watermark, change,
                            syncs_changed=kind == "HealthInsuranceSynced", checkin_only=kind == "MedicalCheckIn")
 
-    def on_watermark(self, watermark: int, change: Change) -> None:
+    def on_clock(self, topic: str, watermark: int, change: Change) -> None:
+        if topic != INSURANCE:
+            return
         for ref, record in self.deadlines.due_records(change, watermark, "citizens"):
             reconcile(change, flag_id("SYNC_MISSING", ref), sync_missing(ref, record, watermark, self.sync_sla))
 
@@ -234,8 +239,8 @@ class CitizenDataRule(BaseRule):
         Every change of the record is reconciled here, so a flag whose inputs an
         event did not touch already equals the desired one and is not built again
         (the per-event hot path): ``SYNC_FAILED`` reads the syncs only; and
-        ``SYNC_MISSING`` reads the card, the syncs and the watermark, whose moves
-        past a deadline :meth:`on_watermark` reconciles, so a check-in
+        ``SYNC_MISSING`` reads the card, the syncs and social insurance's clock
+        (``watermark`` here), whose moves past a deadline :meth:`on_clock` reconciles, so a check-in
         (``checkin_only``) cannot change it.
         """
         if syncs_changed:

@@ -50,3 +50,16 @@ def test_lienthong_bench_end_to_end_reports_the_right_counts():
     assert run.counted == 300
     assert run.messages == figures.messages
     assert run.peak_rss_mib[0] > 0
+
+
+def test_a_backfill_of_the_bench_workload_raises_no_flag_a_live_run_would_not():
+    """bench.flag_churn on a small backlog: reading police first and insurance last, or at random."""
+    from bench.flag_churn import live_run, measure
+
+    events = build_events(6000, seed=6)
+    live = live_run(events, partitions=4)
+    assert live.changes, "the workload raises flags"
+    for order in ("topics", "random"):
+        churn = measure(events, order, batch_size=200, partitions=4, live=live)
+        assert churn.spurious == []
+        assert churn.same_final_flags
