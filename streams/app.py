@@ -212,7 +212,8 @@ class Hub:
         if topic in idle:
             idle = idle - {topic}  # it just spoke
         outcome = self.processor.process(
-            topic, partition, offset, message.value or b"", int(message.timestamp * 1000), int(time.time() * 1000),
+            # round: the Kafka timestamp is whole ms, Faust hands it over as float seconds
+            topic, partition, offset, message.value or b"", round(message.timestamp * 1000), int(time.time() * 1000),
             idle=idle,
         )
         stats = self.stats

@@ -18,6 +18,8 @@ from streams.clock import local_day
 from streams.clocks import advance_clocks
 from streams.counting import count_event
 from streams.flags import BaseRule, FlagRule, SourcePosition, default_rules
+from streams.flags.tallies import agency_of_topic
+from streams.scorecard import DEADLETTER_PREFIX, delay_counter
 from streams.state import Change, Delta, PartitionState
 
 Event = dict[str, Any]
@@ -155,6 +157,8 @@ class Processor:
         events, outcome.dead_letters = self.decode(value, where)
         for dead in outcome.dead_letters:
             change.count("events_dead_lettered", "", local_day(timestamp))
+            # the scorecard's dead-letter share, by the agency of the topic
+            change.count(DEADLETTER_PREFIX + (agency_of_topic(topic) or "UNKNOWN"), "", local_day(timestamp))
             for rule in self.rules:
                 rule.on_dead_letter(dead.error, where, change)
         watermark = state.watermark
@@ -175,8 +179,12 @@ class Processor:
             for hook in hooks_for(event["event_type"]):
                 hook(event, change)
             # heartbeats carry wall-clock time; only agency events move event time
-            if event["occurred_at"] > newest and event["event_type"] != "ConnectorHeartbeat":
-                newest = event["occurred_at"]
+            if event["event_type"] != "ConnectorHeartbeat":
+                at = event["occurred_at"]
+                # the scorecard's sharing delay: event time → hub time (the message's Kafka time)
+                change.count(delay_counter(source, at, timestamp), event["ward_code"], local_day(at))
+                if at > newest:
+                    newest = at
         watermark = max(watermark, newest)
         outcome.accepted.update(accepted)
         for source, n in outcome.accepted.items():
