@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from streams.flags.rollups import rolled_subjects
 from streams.kpis import compute_kpis, filter_counters
 from streams.processor import agency_liveness
 from streams.scorecard import build_scorecard
@@ -31,6 +32,8 @@ def snapshot_of(state: PartitionState, worker: str) -> dict[str, Any]:
         "counters": dict(state.counters),
         "flags": list(state.stores["flags"].values()),
         "agencies": agency_liveness(state),
+        # the citizen flags behind SYNC_MISSING roll-ups, for /api/flags/<id>/subjects
+        "rolled": list(state.stores["rolled"].values()),
     }
 
 
@@ -144,6 +147,13 @@ class CityView:
             self._scorecard = build_scorecard(self.counters.items(), flags, silences, now_ms)
             self._scorecard_key = key
         return self._scorecard
+
+    def rolled_subjects(self, partition: int, key: str) -> list[dict[str, Any]]:
+        """The citizen flags behind the roll-up of group ``key`` in ``partition``."""
+        state = self.local.get(partition)
+        if state is not None:
+            return rolled_subjects(state.stores["rolled"], key)
+        return rolled_subjects((self.remote.get(partition) or {}).get("rolled", []), key)
 
     def open_flags(self, ward: str | None = None, day: str | None = None) -> list[dict[str, Any]]:
         from streams.clock import local_day

@@ -25,6 +25,7 @@ from schemas.topics import AGENCIES
 from schemas.wards import city_wards, ward_codes
 from streams.clock import iso_utc
 from streams.flags import FLAG_TYPES
+from streams.flags.rollups import parse_rollup_subject
 from streams.metrics import CONTENT_TYPE
 from streams.openapi import DAY_PATTERN, FLAG_STATUSES, MONTH_PATTERN, openapi_document
 from streams.state import split_counter_key
@@ -237,6 +238,19 @@ def _scorecard(request: web.Request, hub: Hub, now_ms: int) -> dict[str, Any]:
     return out
 
 
+async def flag_subjects(request: web.Request) -> web.Response:
+    """The per-citizen flags behind a SYNC_MISSING roll-up (docs/flags.md, "Roll-ups")."""
+    hub = _hub(request)
+    fid = request.match_info["flag_id"]
+    flag = next((f for f in hub.view.flags if f["flag_id"] == fid), None)
+    group = parse_rollup_subject(flag["subject"]) if flag is not None and flag["type"] == "SYNC_MISSING" else None
+    if flag is None or group is None:
+        reason = "no such flag" if flag is None else "not a roll-up: no flags stand behind it"
+        return web.json_response({"error": f"flag_id: {reason}", "field": "flag_id", "reason": reason}, status=404)
+    subjects = hub.view.rolled_subjects(group[1], group[0])
+    return web.json_response({"as_of": _as_of(), "flag": flag, "count": len(subjects), "subjects": subjects})
+
+
 async def wards(request: web.Request) -> web.Response:
     """Busiest wards first, with their official names, for the dashboard's ward table."""
     f = _filters(request, "day", "limit")
@@ -347,6 +361,7 @@ def build_web_app(hub: Hub) -> web.Application:
     app.router.add_get("/api/kpis", kpis)
     app.router.add_get("/api/counters", counters)
     app.router.add_get("/api/flags", flags)
+    app.router.add_get("/api/flags/{flag_id:.+}/subjects", flag_subjects)
     app.router.add_get("/api/agencies", agencies)
     app.router.add_get("/api/wards", wards)
     app.router.add_get("/api/throughput", throughput)

@@ -24,6 +24,7 @@ from streams.clock import iso_utc
 from streams.clocks import clock_of
 from streams.flags.deadlines import Deadlines
 from streams.flags.records import EVIDENCE_CAP, Flag, flag_id, make_flag, reconcile
+from streams.flags.rollups import SyncRollup
 from streams.flags.rules import BaseRule, Event
 from streams.sla import sla_ms
 from streams.state import Change
@@ -197,9 +198,11 @@ class CitizenDataRule(BaseRule):
     TRACKED = frozenset({"IdCardIssued", "HealthInsuranceSynced", "MedicalCheckIn"})
     event_types = TRACKED
 
-    def __init__(self, sla: dict[str, float]) -> None:
+    def __init__(self, sla: dict[str, float], rollup: SyncRollup | None = None) -> None:
         self.sync_sla = sla_ms(sla, "INSURANCE_SYNC")
         self.deadlines = Deadlines("SYNC_MISSING")
+        #: puts SYNC_MISSING behind one flag per ward and day where the flow is missing wholesale
+        self.rollup = rollup or SyncRollup(self.sync_sla)
 
     def on_event(self, event: Event, change: Change) -> None:
         if event["event_type"] not in self.TRACKED:
@@ -222,7 +225,7 @@ class CitizenDataRule(BaseRule):
         if topic != INSURANCE:
             return
         for ref, record in self.deadlines.due_records(change, watermark, "citizens"):
-            reconcile(change, flag_id("SYNC_MISSING", ref), sync_missing(ref, record, watermark, self.sync_sla))
+            self.rollup.place(change, ref, record.get("card"), sync_missing(ref, record, watermark, self.sync_sla))
 
     def reconcile_all(
         self,
@@ -246,9 +249,5 @@ class CitizenDataRule(BaseRule):
         if syncs_changed:
             reconcile(change, flag_id("SYNC_FAILED", ref), sync_failed(ref, record))
         if not checkin_only:
-            reconcile(
-                change,
-                flag_id("SYNC_MISSING", ref),
-                sync_missing(ref, record, watermark, self.sync_sla),
-            )
+            self.rollup.place(change, ref, record.get("card"), sync_missing(ref, record, watermark, self.sync_sla))
         reconcile(change, flag_id("INSURANCE_NOT_SHARED", ref), insurance_not_shared(ref, record))

@@ -562,6 +562,70 @@ def test_feed_clocks_survive_a_restore_from_the_delta_log():
     assert CLOCK_KEY + INSURANCE_TOPIC not in restored.stores["meta"]
 
 
+# -- SYNC_MISSING rolled up where social insurance sends nothing for a ward and day -----
+ROLLUP_SUBJECT = f"SOCIAL_INSURANCE/{WARD}/2024-06-01/p0"
+
+
+def cards_of_one_day(n: int, first: int = 0) -> list[dict[str, Any]]:
+    return [card(T0 + i * 60_000, first + i) for i in range(n)]
+
+
+def test_cards_of_a_ward_day_without_any_insurance_event_make_one_flag_with_the_count():
+    feed = Feed().send(*cards_of_one_day(10), welfare(T0 + 5 * D))
+    flag = feed.only("SYNC_MISSING")
+    assert (flag["subject"], flag["status"], flag["ward_code"], flag["opened_at"]) == (
+        ROLLUP_SUBJECT, "OPEN", WARD, T0 + 72 * H)
+    assert flag["detail"].startswith(f"10 ID card(s) issued on 2024-06-01 in ward {WARD}")
+    assert [(a["subject"], a["status"]) for a in feed.alerts] == [(ROLLUP_SUBJECT, "OPEN")]
+    behind = feed.processor.state(0).stores["rolled"]
+    assert sorted(m["flag"]["subject"] for m in behind.values()) == sorted(ref(i) for i in range(10))
+
+
+def test_an_insurance_event_for_the_ward_within_the_window_keeps_the_flags_per_citizen():
+    other = sync(T0 + D, citizen=99)  # social insurance is sending for this ward
+    feed = Feed().send(*cards_of_one_day(10), other, welfare(T0 + 5 * D))
+    assert {f["subject"] for f in feed.of_type("SYNC_MISSING")} == {ref(i) for i in range(10)}
+
+
+def test_fewer_cards_than_the_roll_up_minimum_are_flagged_one_by_one():
+    feed = Feed().send(*cards_of_one_day(2), welfare(T0 + 5 * D))
+    assert {f["subject"] for f in feed.of_type("SYNC_MISSING")} == {ref(0), ref(1)}
+
+
+def test_insurance_data_of_the_window_read_late_releases_the_roll_up():
+    feed = Feed().send(*cards_of_one_day(5), welfare(T0 + 5 * D))
+    assert feed.only("SYNC_MISSING")["subject"] == ROLLUP_SUBJECT
+    feed.send(sync(T0 + 2 * D, citizen=99))
+    assert {f["subject"] for f in feed.of_type("SYNC_MISSING")} == {ref(i) for i in range(5)}
+    assert (ROLLUP_SUBJECT, "WITHDRAWN") in [(a["subject"], a["status"]) for a in feed.alerts]
+
+
+def test_late_syncs_after_the_window_resolve_the_roll_up_once_every_card_has_one():
+    feed = Feed().send(*cards_of_one_day(4), welfare(T0 + 5 * D))
+    feed.send(*[sync(T0 + 6 * D + i * H, citizen=i) for i in range(3)])
+    assert feed.only("SYNC_MISSING")["detail"].endswith("1 still missing")
+    feed.send(sync(T0 + 7 * D, citizen=3))
+    flag = feed.only("SYNC_MISSING")
+    assert (flag["subject"], flag["status"], flag["resolved_at"]) == (ROLLUP_SUBJECT, "RESOLVED", T0 + 7 * D)
+    assert [a["status"] for a in feed.alerts if a["subject"] == ROLLUP_SUBJECT] == ["OPEN", "RESOLVED"]
+
+
+def test_police_read_ahead_of_a_silent_insurance_feed_rolls_up_as_a_live_run_does():
+    history = [*cards_of_one_day(6), *(card(T0 + 3 * D + i, 50 + i) for i in range(3)), welfare(T0 + 9 * D)]
+    live = Feed().send(*history)
+    backfill = Feed().backfill(*history, order=("lienthong.welfare", IDENTITY))
+    assert backfill.flags == live.flags
+    assert [(a["subject"], a["status"]) for a in backfill.alerts] == [
+        (ROLLUP_SUBJECT, "OPEN"), (f"SOCIAL_INSURANCE/{WARD}/2024-06-04/p0", "OPEN")]
+
+
+def test_a_roll_up_encodes_with_the_flag_contract():
+    feed = Feed().send(*cards_of_one_day(3), welfare(T0 + 5 * D))
+    [alert] = feed.alerts
+    schema, record = CODEC.decode_record(CODEC.encode_record("Flag", alert))
+    assert schema.name == "Flag" and record["subject"] == ROLLUP_SUBJECT and record["type"] == "SYNC_MISSING"
+
+
 # -- deadlines survive a restore -------------------------------------------------
 def test_pending_deadline_survives_a_restore_from_the_delta_log():
     from streams.state import PartitionState
