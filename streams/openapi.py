@@ -17,7 +17,7 @@ from streams.kpis import PLAIN_KPIS, RESIDENCE_KINDS
 
 FLAG_STATUSES = ("OPEN", "RESOLVED")
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
-MONTH_PATTERN = r"^\d{4}-\d{2}$"
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 JSON = "application/json"
 
@@ -241,18 +241,20 @@ def openapi_document() -> dict[str, Any]:
                               _json("Counters", _ref("CountersResponse")), [metric, ward, day]),
         "/api/flags": _get("Flags", "Data-sharing failures, open and resolved, oldest first.",
                            _json("Flags", _ref("FlagsResponse")), [status, ftype, agency, ward]),
-        "/api/flags/{flag_id}/subjects": {"get": {
+        "/api/flags/subjects": {"get": {
             "summary": "Flags behind a roll-up", "tags": ["api"],
             "description": "The per-citizen SYNC_MISSING flags behind a roll-up (one flag per agency, ward, "
                            "day and partition where social insurance sent nothing; see docs/flags.md).",
-            "parameters": [{"name": "flag_id", "in": "path", "required": True, "schema": {"type": "string"},
-                            "description": "The roll-up's flag_id (it contains '/': send it as it is)."}],
+            "parameters": [{"name": "flag_id", "in": "query", "required": True,
+                            "schema": {"type": "string", "minLength": 1},
+                            "description": "The roll-up's flag_id, URL-encoded."}],
             "responses": {
                 "200": _json("The roll-up and its subjects", {
                     "type": "object",
                     "properties": {"as_of": {"type": "string", "format": "date-time"}, "flag": _ref("Flag"),
                                    "count": _count(), "subjects": {"type": "array", "items": _ref("Flag")}},
                     "required": ["as_of", "flag", "count", "subjects"]}),
+                "400": _json("flag_id is missing.", _ref("Error")),
                 "404": _json("No such flag, or not a roll-up.", _ref("Error")),
             }}},
         "/api/agencies": _get(

@@ -32,7 +32,7 @@ def snapshot_of(state: PartitionState, worker: str) -> dict[str, Any]:
         "counters": dict(state.counters),
         "flags": list(state.stores["flags"].values()),
         "agencies": agency_liveness(state),
-        # the citizen flags behind SYNC_MISSING roll-ups, for /api/flags/<id>/subjects
+        # the citizen flags behind SYNC_MISSING roll-ups, for /api/flags/subjects
         "rolled": list(state.stores["rolled"].values()),
     }
 

@@ -241,7 +241,9 @@ def _scorecard(request: web.Request, hub: Hub, now_ms: int) -> dict[str, Any]:
 async def flag_subjects(request: web.Request) -> web.Response:
     """The per-citizen flags behind a SYNC_MISSING roll-up (docs/flags.md, "Roll-ups")."""
     hub = _hub(request)
-    fid = request.match_info["flag_id"]
+    fid = request.query.get("flag_id")
+    if not fid:
+        raise FilterError("flag_id", "required: the flag_id of a SYNC_MISSING roll-up")
     flag = next((f for f in hub.view.flags if f["flag_id"] == fid), None)
     group = parse_rollup_subject(flag["subject"]) if flag is not None and flag["type"] == "SYNC_MISSING" else None
     if flag is None or group is None:
@@ -361,7 +363,7 @@ def build_web_app(hub: Hub) -> web.Application:
     app.router.add_get("/api/kpis", kpis)
     app.router.add_get("/api/counters", counters)
     app.router.add_get("/api/flags", flags)
-    app.router.add_get("/api/flags/{flag_id:.+}/subjects", flag_subjects)
+    app.router.add_get("/api/flags/subjects", flag_subjects)
     app.router.add_get("/api/agencies", agencies)
     app.router.add_get("/api/wards", wards)
     app.router.add_get("/api/throughput", throughput)

@@ -23,7 +23,7 @@ is missing wholesale:
   OPEN while any citizen's sync is still missing, RESOLVED when every late sync
   has arrived; ``opened_at`` is the first citizen deadline. Only its opening and
   resolving are announced. The citizen flags stay behind it (``rolled`` store,
-  ``GET /api/flags/<flag_id>/subjects``).
+  ``GET /api/flags/subjects?flag_id=``).
 * **Released.** An insurance event for the ward dated inside the window, read
   before ``G`` passes or after, releases the group: its citizen flags become
   ordinary flags (announced), and a roll-up already announced is withdrawn. A

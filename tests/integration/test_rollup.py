@@ -50,7 +50,7 @@ def check_roll_up(broker: str, worker: WorkerProcess) -> None:
     flags = wait_for(rolled_up, 60, interval=1.0, what="the roll-up")
     [flag] = flags
     assert flag["subject"] == f"SOCIAL_INSURANCE/{WARD}/2024-06-01/p0" and flag["detail"].startswith("6 ID card(s)")
-    body = worker.get(f"/api/flags/{urllib.parse.quote(flag['flag_id'], safe='')}/subjects")
+    body = worker.get(f"/api/flags/subjects?flag_id={urllib.parse.quote(flag['flag_id'], safe='')}")
     assert body["count"] == 6
     assert sorted(s["evidence"][0] for s in body["subjects"]) == sorted(c["event_id"] for c in cards)
     assert [a["subject"] for a in alerts(broker) if a["type"] == "SYNC_MISSING"] == [flag["subject"]]
