@@ -145,8 +145,8 @@ class Processor:
         ``timestamp`` is the Kafka message time (used where an event has none, e.g.
         a dead letter); ``now_ms`` the wall clock, only for agency liveness.
         ``idle``: topics of this partition caught up and quiet, whose clocks may
-        follow the others (``None``: every other topic, as in a live run); see
-        :mod:`streams.clocks`.
+        follow the others (``None``: every topic, nothing unread anywhere, as in a
+        live run); see :mod:`streams.clocks`.
         """
         state = self.state(partition)
         if state.is_applied(topic, offset):
