@@ -40,14 +40,15 @@ def test_single_event_messages_count_the_same_as_batches():
 
 
 def test_lienthong_bench_end_to_end_reports_the_right_counts():
-    """The real harness (embedded broker, Publisher, bare consumer, one worker) on a few hundred events."""
+    """The real harness (embedded broker, Publisher, bare consumer, one worker) on a small backlog."""
     from bench.throughput import main
 
-    figures = main(events=300, batch_size=100, workers=1, quiet=True)
-    assert figures.events == 300
-    assert figures.bare_events == 300
+    figures = main(events=1500, batch_size=100, workers=1, quiet=True, flag_churn=True)
+    assert figures.events == 1500
+    assert figures.bare_events == 1500
     run = figures.runs[1]
-    assert run.counted == 300
+    assert run.counted == 1500
+    assert run.alerts and run.spurious == 0  # the worker's flag changes, none a live run would not make
     assert run.messages == figures.messages
     assert run.peak_rss_mib[0] > 0
 
