@@ -147,7 +147,9 @@ def sync_missing(ref: str, record: Record, watermark: int, sla: int) -> Flag | N
     )
 
 
-def insurance_not_shared(ref: str, record: Record) -> Flag | None:
+def insurance_not_shared(ref: str, record: Record, clock: int) -> Flag | None:
+    """``clock``: social insurance's clock; a visit after it is not judged yet (a sync
+    before the visit may still be read from social insurance's feed)."""
     card = record.get("card")
     syncs = record.get("syncs", [])
     checkins = record.get("checkins", [])
@@ -164,7 +166,7 @@ def insurance_not_shared(ref: str, record: Record) -> Flag | None:
         prior = [s for s in syncs if s[0] <= at]
         return prior[-1] if prior and prior[-1][1] == "S" else None
 
-    missed = [c for c in checkins if c[1] == "N" and c[0] >= card[0] and shared_before(c[0])]
+    missed = [c for c in checkins if c[1] == "N" and card[0] <= c[0] <= clock and shared_before(c[0])]
     if not missed:
         return None
     first, last = missed[0], missed[-1]
@@ -201,6 +203,8 @@ class CitizenDataRule(BaseRule):
     def __init__(self, sla: dict[str, float], rollup: SyncRollup | None = None) -> None:
         self.sync_sla = sla_ms(sla, "INSURANCE_SYNC")
         self.deadlines = Deadlines("SYNC_MISSING")
+        #: check-ins waiting for social insurance's clock to reach them
+        self.visits = Deadlines("INSURANCE_NOT_SHARED")
         #: puts SYNC_MISSING behind one flag per ward and day where the flow is missing wholesale
         self.rollup = rollup or SyncRollup(self.sync_sla)
 
@@ -217,6 +221,8 @@ class CitizenDataRule(BaseRule):
         card = updated.get("card")
         if card is not None:
             self.deadlines.add(change, card[0] + self.sync_sla, ref, watermark)
+        if event["event_type"] == "MedicalCheckIn" and event["insurance_lookup"] == "NOT_FOUND":
+            self.visits.add(change, event["occurred_at"] - 1, ref, watermark)
         kind = event["event_type"]
         self.reconcile_all(ref, updated, watermark, change,
                            syncs_changed=kind == "HealthInsuranceSynced", checkin_only=kind == "MedicalCheckIn")
@@ -226,6 +232,8 @@ class CitizenDataRule(BaseRule):
             return
         for ref, record in self.deadlines.due_records(change, watermark, "citizens"):
             self.rollup.place(change, ref, record.get("card"), sync_missing(ref, record, watermark, self.sync_sla))
+        for ref, record in self.visits.due_records(change, watermark, "citizens"):
+            reconcile(change, flag_id("INSURANCE_NOT_SHARED", ref), insurance_not_shared(ref, record, watermark))
 
     def reconcile_all(
         self,
@@ -250,4 +258,4 @@ class CitizenDataRule(BaseRule):
             reconcile(change, flag_id("SYNC_FAILED", ref), sync_failed(ref, record))
         if not checkin_only:
             self.rollup.place(change, ref, record.get("card"), sync_missing(ref, record, watermark, self.sync_sla))
-        reconcile(change, flag_id("INSURANCE_NOT_SHARED", ref), insurance_not_shared(ref, record))
+        reconcile(change, flag_id("INSURANCE_NOT_SHARED", ref), insurance_not_shared(ref, record, watermark))

@@ -506,6 +506,15 @@ def test_sync_missing_waits_while_the_insurance_feed_has_unread_history():
     assert feed.of_type("SYNC_MISSING") == []
 
 
+def test_check_ins_read_before_the_insurance_history_raise_no_insurance_not_shared_that_is_withdrawn():
+    """The sync history up to a visit is judged on social insurance's clock, not the hospital's."""
+    history = [card(T0), sync(T0 + H), sync(T0 + 2 * H, ok=False), checkin(T0 + 3 * H), welfare(T0 + 2 * D)]
+    live = Feed().send(*history)
+    backfill = Feed().backfill(*history, order=(IDENTITY, "lienthong.health", INSURANCE_TOPIC))
+    assert live.of_type("INSURANCE_NOT_SHARED") == []
+    assert [a for a in backfill.alerts if a["type"] == "INSURANCE_NOT_SHARED"] == []
+
+
 def test_a_truly_silent_insurance_feed_does_not_hold_sync_missing_back():
     """Police onboarded first: social insurance sends nothing, so its caught-up feed is idle."""
     history = [card(T0 + c * D, c) for c in range(10)]
