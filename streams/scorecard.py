@@ -21,7 +21,8 @@ partitions and workers by addition:
   timestamp; no ward (a refused message has no trustworthy one).
 
 SLA breaches and open flags come from the flags (by the flag's agency and ward,
-and the local month of ``opened_at``); silences from the worker's
+and the local month of ``opened_at``; a ``SYNC_MISSING`` roll-up is one open
+flag and as many breaches as citizens behind it); silences from the worker's
 :class:`streams.silence.SilenceMonitor` (wall clock, agency level).
 """
 
@@ -34,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from streams.clock import local_day
+from streams.flags.rollups import parse_rollup_subject
 from streams.state import split_counter_key
 
 DELAY_PREFIX = "delay:"
@@ -116,11 +118,14 @@ def build_scorecard(
     flags: Iterable[Mapping[str, Any]],
     silences: Iterable[Mapping[str, Any]] = (),
     now_ms: int = 0,
+    behind_rollups: Iterable[Mapping[str, Any]] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows per agency × month over all wards, rows per agency × ward × month).
 
     ``silences``: ``{"agency", "start", "end"}`` periods (``end`` None while silent,
-    measured to ``now_ms``); counted in the month they began.
+    measured to ``now_ms``); counted in the month they began. ``behind_rollups``:
+    the citizen flags behind ``SYNC_MISSING`` roll-ups: each is a breach (the
+    roll-up itself is one open flag, not one breach).
     """
     cells: dict[tuple[str, str | None, str], _Cell] = {}
 
@@ -144,12 +149,15 @@ def build_scorecard(
                 c.dead += value
     for flag in flags:
         is_open = flag["status"] == "OPEN"
-        breach = flag["type"] in SLA_FLAG_TYPES
+        breach = flag["type"] in SLA_FLAG_TYPES and parse_rollup_subject(flag["subject"]) is None
         if not (is_open or breach) or not flag["agency"]:
             continue
         for c in cell(flag["agency"], flag["ward_code"] or None, month_of(int(flag["opened_at"]))):
             c.open += is_open
             c.breaches += breach
+    for flag in behind_rollups:
+        for c in cell(flag["agency"], flag["ward_code"] or None, month_of(int(flag["opened_at"]))):
+            c.breaches += 1
     for period in silences:
         start = int(period["start"])
         end = period.get("end")

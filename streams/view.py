@@ -144,7 +144,9 @@ class CityView:
             now_ms // 60_000 if still_silent else 0,
         )
         if key != self._scorecard_key:
-            self._scorecard = build_scorecard(self.counters.items(), flags, silences, now_ms)
+            behind = [m["flag"] for _, source in self._sources() for m in (
+                source.stores["rolled"].values() if isinstance(source, PartitionState) else source.get("rolled", []))]
+            self._scorecard = build_scorecard(self.counters.items(), flags, silences, now_ms, behind)
             self._scorecard_key = key
         return self._scorecard
 

@@ -7,7 +7,7 @@ import random
 
 from streams.scorecard import bucket_upper_ms, build_scorecard, delay_bucket, percentile_ms
 from streams.silence import SilenceMonitor
-from tests.unit.test_flags import CODEC, T0, WARD, Feed, card, sync
+from tests.unit.test_flags import CODEC, T0, WARD, Feed, card, sync, welfare
 
 DAY = "2024-06-01"
 
@@ -78,3 +78,11 @@ def test_silence_periods_count_in_the_month_they_began_with_their_length():
     totals, _ = build_scorecard([], [], monitor.periods, now_ms=T0 + 760_000)
     [row] = totals
     assert (row["agency"], row["silences"], row["silent_s"]) == ("LABOUR", 2, 600.0 + 160.0)
+
+
+def test_a_roll_up_is_one_open_flag_and_one_breach_per_citizen_behind_it():
+    feed = Feed().send(*(card(T0 + i * 60_000, i) for i in range(5)), welfare(T0 + 5 * 86_400_000))
+    behind = [m["flag"] for m in feed.processor.state(0).stores["rolled"].values()]
+    _, by_ward = build_scorecard([], feed.flags.values(), behind_rollups=behind)
+    [row] = [r for r in by_ward if r["agency"] == "SOCIAL_INSURANCE"]
+    assert (row["flags_open"], row["sla_breaches"]) == (1, 5)
