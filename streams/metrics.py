@@ -114,6 +114,15 @@ class _StateCollector(Collector):
         )
         yield from scorecard_families(hub.view.scorecard(hub.silence.periods, int(now_ms))[0])
 
+        found = {problem.kind for problem in self.metrics.problems}
+        yield GaugeMetricFamily("lienthong_worker_healthy", "1 while /healthz answers ok, 0 when unhealthy.",
+                                value=0 if found else 1)
+        problem = GaugeMetricFamily("lienthong_worker_problem", "1 for each reason /healthz answers 503.",
+                                    labels=["kind"])
+        for kind in PROBLEMS:
+            problem.add_metric([kind], 1 if kind in found else 0)
+        yield problem
+
 
 #: Scorecard row field → (series name, help); one series per agency and local month.
 SCORECARD_SERIES = {
@@ -145,15 +154,6 @@ def scorecard_families(rows: list[dict[str, Any]]) -> Iterable[GaugeMetricFamily
             if row[field] is not None:
                 delay.add_metric([row["agency"], row["month"], quantile], row[field])
     yield delay
-
-        found = {problem.kind for problem in self.metrics.problems}
-        yield GaugeMetricFamily("lienthong_worker_healthy", "1 while /healthz answers ok, 0 when unhealthy.",
-                                value=0 if found else 1)
-        problem = GaugeMetricFamily("lienthong_worker_problem", "1 for each reason /healthz answers 503.",
-                                    labels=["kind"])
-        for kind in PROBLEMS:
-            problem.add_metric([kind], 1 if kind in found else 0)
-        yield problem
 
 
 class HubMetrics:
