@@ -52,6 +52,11 @@ class Settings:
     health_recovery_s: float = 120.0
     #: SLA overrides in hours by name (``LIENTHONG_SLA_<NAME>``), over ``streams.sla`` defaults.
     sla: dict[str, float] = field(default_factory=dict)
+    #: Due deadlines one message reconciles at most; the rest go on with the
+    #: partition's following messages (docs/exactly-once.md §2a).
+    deadline_step: int = 500
+    #: Largest record a worker writes (changelog, snapshots); a larger one is split.
+    max_record_bytes: int = 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -73,6 +78,8 @@ class Settings:
             health_stall_s=float(_env("HEALTH_STALL_S", "30")),
             health_recovery_s=float(_env("HEALTH_RECOVERY_S", "120")),
             sla=_sla_from_env(),
+            deadline_step=int(_env("DEADLINE_STEP", "500")),
+            max_record_bytes=int(_env("MAX_RECORD_BYTES", str(1024 * 1024))),
         )
 
     def with_(self, **changes: object) -> Settings:

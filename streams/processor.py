@@ -16,17 +16,21 @@ from schemas.codec import EventCodec
 from schemas.errors import ContractError
 from schemas.validation import validate
 from streams.clock import local_day
-from streams.clocks import advance_clocks
+from streams.clocks import CLOCKED_TOPICS, advance_clocks, clock_of
 from streams.counting import count_event
 from streams.flags import BaseRule, FlagRule, SourcePosition, default_rules
 from streams.flags.tallies import agency_of_topic
 from streams.scorecard import DEADLETTER_PREFIX, delay_counter
-from streams.state import Change, Delta, PartitionState
+from streams.state import DEFAULT_DEADLINE_STEP, Change, Delta, PartitionState
 
 Event = dict[str, Any]
 
 #: Meta-store key prefix of an agency's liveness record ({last_seen_ms, events}).
 AGENCY_KEY = "agency:"
+
+#: ``PartitionState.indexes`` key: the last message left due deadlines unreconciled
+#: (absent on a fresh or restored state: its first message looks).
+DEADLINES_LEFT = "deadlines-left"
 
 
 def agency_liveness(state: PartitionState) -> dict[str, dict[str, Any]]:
@@ -76,9 +80,16 @@ class Outcome:
 
 
 class Processor:
-    def __init__(self, codec: EventCodec | None = None, rules: list[FlagRule] | None = None) -> None:
+    def __init__(
+        self,
+        codec: EventCodec | None = None,
+        rules: list[FlagRule] | None = None,
+        deadline_step: int = DEFAULT_DEADLINE_STEP,
+    ) -> None:
         self.codec = codec or EventCodec()
         self.rules = rules if rules is not None else default_rules()
+        #: Due deadlines one message reconciles at most (``LIENTHONG_DEADLINE_STEP``).
+        self.deadline_step = max(1, deadline_step)
         self.states: dict[int, PartitionState] = {}
         #: event type → the ``on_event`` hooks that react to it (see ``event_hooks``)
         self._hooks: dict[str, list[Callable[[Event, Change], None]]] = {}
@@ -119,6 +130,22 @@ class Processor:
                 if getattr(type(rule), "on_clock", None) is not BaseRule.on_clock
             ]
         return hooks
+
+    def work_off_deadlines(self, change: Change, watermark: int) -> None:
+        """Go on with deadlines an earlier message left due (its budget ran out).
+
+        Every clock is offered again at its current value, so each rule takes the
+        next due deadlines of its heap, up to what is left of this message's
+        budget (``Change.deadline_budget``): a backlog made due at once is worked
+        off a bounded step per message, each step in that message's fenced delta.
+        """
+        change.deadlines_left = False
+        for clock_topic in CLOCKED_TOPICS:
+            clock = clock_of(change, clock_topic)
+            for on_clock in self._clock_hooks():
+                on_clock(clock_topic, clock, change)
+        for rule in self.rules:
+            rule.on_watermark(watermark, change)
 
     def decode(self, value: bytes, where: SourcePosition) -> tuple[list[Event], list[DeadLetter]]:
         """Valid events of a message; refused ones (or the whole message) as dead letters."""
@@ -162,7 +189,7 @@ class Processor:
         if state.is_applied(topic, offset):
             return Outcome(skipped=True)
         where = SourcePosition(topic, partition, offset, timestamp)
-        change = state.begin(topic, offset)
+        change = state.begin(topic, offset, self.deadline_step)
         outcome = Outcome()
         events, outcome.dead_letters = self.decode(value, where)
         for dead in outcome.dead_letters:
@@ -212,6 +239,9 @@ class Processor:
             change.set("meta", "watermark", watermark)
             for rule in self.rules:
                 rule.on_watermark(watermark, change)
+        if state.indexes.get(DEADLINES_LEFT, True):
+            self.work_off_deadlines(change, max(watermark, state.watermark))
+        state.indexes[DEADLINES_LEFT] = change.deadlines_left
         outcome.flag_changes = change.flag_changes
         outcome.delta = change.commit()
         outcome.delta.dead = [dead.record() for dead in outcome.dead_letters]

@@ -29,6 +29,10 @@ import orjson
 
 _ABSENT = object()
 
+#: Deadlines one message reconciles at most, unless the processor says otherwise
+#: (``LIENTHONG_DEADLINE_STEP``; docs/exactly-once.md §2a).
+DEFAULT_DEADLINE_STEP = 500
+
 
 #: Stores kept per partition, each a dict of key → JSON-able value.
 STORES = ("meta", "flags", "chains", "dossiers", "citizens", "pending", "rolled", "rollups")
@@ -140,8 +144,8 @@ class PartitionState:
         self.seq = max(self.seq, delta.seq + 1)
         self.version += 1
 
-    def begin(self, topic: str, offset: int) -> Change:
-        return Change(self, topic, offset)
+    def begin(self, topic: str, offset: int, deadline_step: int = DEFAULT_DEADLINE_STEP) -> Change:
+        return Change(self, topic, offset, deadline_step)
 
     @property
     def watermark(self) -> int:
@@ -151,8 +155,14 @@ class PartitionState:
 class Change:
     """Writes of one message, readable before they are committed (read-your-writes)."""
 
-    def __init__(self, state: PartitionState, topic: str, offset: int) -> None:
+    def __init__(self, state: PartitionState, topic: str, offset: int, deadline_step: int = DEFAULT_DEADLINE_STEP) -> None:
         self.state = state
+        #: Due deadlines this message may still reconcile (``streams.flags.deadlines``):
+        #: a watermark jump past a backlog's deadlines is worked off in bounded steps,
+        #: the rest on the partition's following messages, so no delta grows with it.
+        self.deadline_budget = deadline_step
+        #: Set when the budget ran out with due deadlines left (the next message goes on).
+        self.deadlines_left = False
         self.topic = topic
         self.offset = offset
         self.inc: Counter[str] = Counter()

@@ -6,6 +6,15 @@ watermark move would cost O(pending) per message, so each rule keeps an
 in-memory heap per partition state (in ``PartitionState.indexes``), rebuilt from
 the store the first time a (restored) state is seen. Entries are checked against the store when popped, so
 a heap entry whose write was never committed is harmless.
+
+**Bounded work per message.** A watermark jump can make a whole backlog due at
+once (250,000 July ID cards, then the first August card passes every July
+``SYNC_MISSING`` deadline). Each :class:`~streams.state.Change` carries a budget
+of due deadlines it may reconcile (``LIENTHONG_DEADLINE_STEP``); :meth:`Deadlines.due`
+stops when it is spent and leaves the rest in the ``pending`` store, and the
+processor goes on with them on the partition's following messages
+(``Change.deadlines_left``). Each step is one message's delta, so it is fenced
+and atomic like any other; docs/exactly-once.md §2a.
 """
 
 from __future__ import annotations
@@ -57,16 +66,20 @@ class Deadlines:
         """Subjects whose deadline the watermark has passed (``deadline < watermark``); each once."""
         heap = self._heap(change)
         while heap and heap[0][0] < watermark:
+            if change.deadline_budget <= 0:
+                change.deadlines_left = True  # the following messages go on from here
+                return
             _, key = heapq.heappop(heap)
             if change.get("pending", key) is None:
                 continue
             change.delete("pending", key)
+            change.deadline_budget -= 1
             yield key.split("|", 2)[2]
 
     def due_records(self, change: Change, watermark: int, store: str) -> list[tuple[str, Any]]:
         """Due subjects with their record in ``store``; a subject whose record is gone is skipped."""
         due = []
-        for subject in list(self.due(change, watermark)):
+        for subject in self.due(change, watermark):
             record = change.get(store, subject)
             if record is not None:
                 due.append((subject, record))
