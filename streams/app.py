@@ -28,7 +28,7 @@ from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.partitioning import kafka_partitioner, partition_for
 from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
-from streams import faults, faust_fixes
+from streams import faults, faust_fixes, parts
 from streams.exits import EXIT_CRASHED, exit_now
 from streams.flags import default_rules
 from streams.health import Health, Problem, crash_of
@@ -211,10 +211,13 @@ class Hub:
         """The live state of a partition, folded from the delta table on first use."""
         state = self.processor.states.get(partition)
         if state is None:
+            # a delta written in parts (streams.parts) counts only when all of them are there
             deltas = [
                 Delta.decode(value)
-                for key, value in self.deltas.items()
-                if value is not None and partition_of_delta_key(key) == partition
+                for value in parts.assemble(
+                    (key, value) for key, value in self.deltas.items()
+                    if value is not None and partition_of_delta_key(key) == partition
+                ).values()
             ]
             state = PartitionState.fold(partition, deltas)
             self.processor.adopt(state)
@@ -258,16 +261,16 @@ class Hub:
             # harmless if the changelog has it, and it repairs a local store that
             # got the write before the crash while the changelog did not.
             self.stats["skipped"] += 1
-            existing = self.deltas.get(key)
+            existing = self.stored_delta(key)
             if existing is not None:
-                self.deltas[key] = existing
+                self.write_delta(key, existing)
                 # its side effects may have died with the worker that wrote it: again
                 # (decoded only when it has some: a delta of a full batch is ~200 KB)
                 if b'"a":[' in existing or b'"d":[' in existing:
                     await self.announce_again(Delta.decode(existing), message.key)
             return outcome
         assert outcome.delta is not None
-        self.deltas[key] = outcome.delta.encode()
+        self.write_delta(key, outcome.delta.encode())
         fault = self.fault
         if fault is not None and fault.kind in faults.PER_MESSAGE and stats["messages"] == fault.at_message:
             await self._inject_fault()
@@ -277,6 +280,28 @@ class Hub:
         self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
                      "accepted": dict(outcome.accepted)})
         return outcome
+
+    def write_delta(self, key: str, value: bytes) -> None:
+        """One table record, or its parts when it is larger than a record may be (streams.parts)."""
+        pieces = parts.split(value, self.settings.max_record_bytes)
+        if len(pieces) == 1:
+            self.deltas[key] = value
+            return
+        for index, piece in enumerate(pieces):
+            self.deltas[parts.part_key(key, index)] = piece
+        log.info("delta_split", key=key, bytes=len(value), parts=len(pieces))
+
+    def stored_delta(self, key: str) -> bytes | None:
+        """The delta stored under ``key``, whole or assembled from all of its parts (None: not all there)."""
+        whole = self.deltas.get(key)
+        if whole is not None:
+            return bytes(whole)
+        first = self.deltas.get(parts.part_key(key, 0))
+        if first is None or not parts.is_part(first):
+            return None
+        count = parts.parse(first)[2]
+        pieces = [(parts.part_key(key, i), self.deltas.get(parts.part_key(key, i))) for i in range(count)]
+        return parts.assemble((k, v) for k, v in pieces if v is not None).get(key)
 
     async def announce_again(self, delta: Delta, key: bytes | None) -> None:
         """Re-send the dead letters and flags a skipped replay's delta recorded (at-least-once)."""
@@ -418,13 +443,15 @@ class Hub:
             started = time.monotonic()
             value = orjson.dumps(snapshot_of(state, self.worker_name))
             busy += time.monotonic() - started
-            sent = await self.produce(
-                AGGREGATES,
-                str(partition).encode(),
-                value,
-                [(WORKER_HEADER, self.worker_name.encode())],
-                partition=partition % self.settings.partitions,
-            )
+            # larger than a record may be: in parts, in order on one partition (streams.parts)
+            for piece in parts.split(value, self.settings.max_record_bytes):
+                sent = await self.produce(
+                    AGGREGATES,
+                    str(partition).encode(),
+                    piece,
+                    [(WORKER_HEADER, self.worker_name.encode())],
+                    partition=partition % self.settings.partitions,
+                )
             del value
             try:
                 await sent
@@ -449,11 +476,17 @@ class Hub:
         await consumer.start()
         try:
             own = self.worker_name.encode()
+            assembler = parts.Assembler()
             async for record in consumer:
-                if (WORKER_HEADER, own) in (record.headers or ()):
+                headers = record.headers or ()
+                if (WORKER_HEADER, own) in headers:
                     continue  # this worker's own partitions are live here (on_revoked keeps the last)
+                writer = next((v for k, v in headers if k == WORKER_HEADER), b"")
+                whole = assembler.add(f"{writer!r}|{record.key!r}", record.value or b"")
+                if whole is None:
+                    continue  # a part of a snapshot whose other parts are still to come
                 try:
-                    snapshot = orjson.loads(record.value)
+                    snapshot = orjson.loads(whole)
                 except ValueError:
                     continue
                 self.view.accept_snapshot(snapshot)

@@ -1,0 +1,90 @@
+"""Records too large for the broker, split into parts that a reader takes all or none of.
+
+A delta (or a partition snapshot) is normally one record. One that would be
+larger than ``LIENTHONG_MAX_RECORD_BYTES`` is written as ``n`` part records
+instead, each marked with the digest of the whole value, its index and ``n``.
+A reader applies a value only when all ``n`` parts with one digest are there:
+
+* **Changelog.** The parts of one delta are table keys ``<delta key>#<index>``,
+  written while the message is the current event, so they go to the same
+  changelog partition and are flushed before the source offset is committed.
+  A worker killed between parts leaves an incomplete set: the fold ignores it
+  (its message is above the fence and its offset uncommitted, so it is read
+  again and written again, possibly as another set: the digest tells the sets
+  apart). A delta is therefore still applied entirely or not at all.
+* **Snapshots.** The parts of one snapshot go to one partition of
+  ``lienthong.aggregates`` in order; the view assembles them before it accepts
+  the snapshot (``Assembler``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+MARK = b"\x00LTPART|"
+#: Room left in a record for its key, headers and the part header.
+OVERHEAD = 1024
+
+
+def split(value: bytes, limit: int) -> list[bytes]:
+    """``value`` as one record if it fits in ``limit`` bytes, else as marked parts that each fit."""
+    if len(value) + OVERHEAD <= limit:
+        return [value]
+    size = max(1, limit - OVERHEAD)
+    chunks = [value[i:i + size] for i in range(0, len(value), size)]
+    digest = hashlib.blake2b(value, digest_size=8).hexdigest().encode()
+    count = len(chunks)
+    return [MARK + b"%s|%d|%d|" % (digest, index, count) + chunk for index, chunk in enumerate(chunks)]
+
+
+def is_part(value: bytes) -> bool:
+    return value.startswith(MARK)
+
+
+def parse(value: bytes) -> tuple[str, int, int, bytes]:
+    """(digest, index, count, chunk) of a part record."""
+    digest, index, count, chunk = value[len(MARK):].split(b"|", 3)
+    return digest.decode(), int(index), int(count), chunk
+
+
+def part_key(key: str, index: int) -> str:
+    return f"{key}#{index:04d}"
+
+
+def base_key(key: str) -> str:
+    """The key of the whole value a part key belongs to (itself for a whole record)."""
+    head, sep, tail = key.rpartition("#")
+    return head if sep and tail.isdigit() else key
+
+
+class Assembler:
+    """Collects parts by base key; hands out each value once all of its parts are there."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, dict[str, dict[int, bytes]]] = {}
+
+    def add(self, key: str, value: bytes) -> bytes | None:
+        """The whole value when ``value`` completes it (or is whole), else None (kept for later)."""
+        if not is_part(value):
+            self._parts.pop(key, None)
+            return value
+        digest, index, count, chunk = parse(value)
+        sets = self._parts.setdefault(key, {})
+        got = sets.setdefault(digest, {})
+        got[index] = chunk
+        if len(got) < count or any(i not in got for i in range(count)):
+            return None
+        del self._parts[key]
+        return b"".join(got[i] for i in range(count))
+
+
+def assemble(items: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
+    """Whole values by base key from whole and part records; incomplete sets are left out."""
+    out: dict[str, bytes] = {}
+    assembler = Assembler()
+    for key, value in items:
+        whole = assembler.add(base_key(key) if is_part(value) else key, value)
+        if whole is not None:
+            out[base_key(key)] = whole
+    return out

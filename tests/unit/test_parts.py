@@ -1,0 +1,51 @@
+"""Records split into parts: every part fits, and a reader takes all parts of a value or none."""
+
+from __future__ import annotations
+
+import os
+
+from streams import parts
+
+KEY = "0003|lienthong.identity|000000000042"
+
+
+def test_a_value_that_fits_is_one_record_unchanged():
+    assert parts.split(b"{}", 4096) == [b"{}"]
+
+
+def test_a_large_value_is_split_into_parts_that_each_fit_and_join_back():
+    value = os.urandom(50_000)
+    pieces = parts.split(value, 4096)
+    assert len(pieces) > 10 and all(len(p) <= 4096 for p in pieces)
+    items = [(parts.part_key(KEY, i), p) for i, p in enumerate(pieces)]
+    assert parts.assemble(items) == {KEY: value}
+
+
+def test_a_value_missing_one_part_is_left_out():
+    pieces = parts.split(os.urandom(50_000), 4096)
+    items = [(parts.part_key(KEY, i), p) for i, p in enumerate(pieces) if i != 3]
+    assert parts.assemble(items) == {}
+
+
+def test_parts_left_by_an_interrupted_write_do_not_mix_with_the_rewrite():
+    first, second = os.urandom(50_000), os.urandom(30_000)
+    old = [(parts.part_key(KEY, i), p) for i, p in enumerate(parts.split(first, 4096))][:-2]
+    new = [(parts.part_key(KEY, i), p) for i, p in enumerate(parts.split(second, 4096))]
+    # the table keeps the newest value per key: the rewrite replaces the old parts it overlaps
+    assert len(old) > len(new)
+    table = dict(old)
+    table.update(new)
+    assert parts.assemble(table.items()) == {KEY: second}
+
+
+def test_whole_records_pass_through_beside_split_ones():
+    value = os.urandom(20_000)
+    items = [("other", b'{"s":1}')] + [(parts.part_key(KEY, i), p) for i, p in enumerate(parts.split(value, 4096))]
+    assert parts.assemble(items) == {"other": b'{"s":1}', KEY: value}
+
+
+def test_the_snapshot_assembler_hands_out_a_value_once_its_last_part_arrives():
+    value = os.urandom(9_000)
+    assembler = parts.Assembler()
+    got = [assembler.add("w|3", p) for p in parts.split(value, 4096)]
+    assert got[:-1] == [None] * (len(got) - 1) and got[-1] == value
