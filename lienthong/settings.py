@@ -57,6 +57,9 @@ class Settings:
     deadline_step: int = 500
     #: Largest record a worker writes (changelog, snapshots); a larger one is split.
     max_record_bytes: int = 1024 * 1024
+    #: Event-id dedupe is exact for events up to this many days behind the newest
+    #: event of their topic; older ones are dead-lettered (docs/exactly-once.md §3a).
+    dedupe_horizon_days: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -80,6 +83,7 @@ class Settings:
             sla=_sla_from_env(),
             deadline_step=int(_env("DEADLINE_STEP", "500")),
             max_record_bytes=int(_env("MAX_RECORD_BYTES", str(1024 * 1024))),
+            dedupe_horizon_days=float(_env("DEDUPE_HORIZON_DAYS", "30")),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -68,7 +68,8 @@ class Hub:
         self.bootstrap = bootstrap
         self.worker_name = worker_name or f"{os.uname().nodename}-{os.getpid()}"
         self.codec = EventCodec.for_registry_url(settings.schema_registry_url)
-        self.processor = Processor(self.codec, default_rules(settings.sla), settings.deadline_step)
+        self.processor = Processor(self.codec, default_rules(settings.sla), settings.deadline_step,
+                                   settings.dedupe_horizon_days)
         self.silence = SilenceMonitor(sla_ms(resolve_sla(settings.sla), "AGENCY_SILENT"))
         #: Wall-clock seconds a caught-up feed must stay quiet to count as idle (streams.clocks).
         self.source_idle_s = sla_ms(resolve_sla(settings.sla), "SOURCE_IDLE") / 1000

@@ -32,6 +32,13 @@ AGENCY_KEY = "agency:"
 #: (absent on a fresh or restored state: its first message looks).
 DEADLINES_LEFT = "deadlines-left"
 
+#: Meta-store key prefix of a topic's dedupe clock: the newest event time read from it.
+DEDUPE_CLOCK = "dedupe:"
+
+#: Event-id dedupe is exact for events at most this far behind their topic's
+#: newest event time (``LIENTHONG_DEDUPE_HORIZON_DAYS``; docs/exactly-once.md §3a).
+DEFAULT_DEDUPE_HORIZON_DAYS = 30.0
+
 
 def agency_liveness(state: PartitionState) -> dict[str, dict[str, Any]]:
     """Each agency's liveness record in a partition, by agency."""
@@ -85,11 +92,13 @@ class Processor:
         codec: EventCodec | None = None,
         rules: list[FlagRule] | None = None,
         deadline_step: int = DEFAULT_DEADLINE_STEP,
+        dedupe_horizon_days: float = DEFAULT_DEDUPE_HORIZON_DAYS,
     ) -> None:
         self.codec = codec or EventCodec()
         self.rules = rules if rules is not None else default_rules()
         #: Due deadlines one message reconciles at most (``LIENTHONG_DEADLINE_STEP``).
         self.deadline_step = max(1, deadline_step)
+        self.dedupe_horizon_ms = int(dedupe_horizon_days * 86_400_000)
         self.states: dict[int, PartitionState] = {}
         #: event type → the ``on_event`` hooks that react to it (see ``event_hooks``)
         self._hooks: dict[str, list[Callable[[Event, Change], None]]] = {}
@@ -131,6 +140,51 @@ class Processor:
             ]
         return hooks
 
+    def _count_dead_letter(self, dead: DeadLetter, change: Change) -> None:
+        """A message or item refused by its contract: counted, and the rules told (CONTRACT_VIOLATION)."""
+        self._count_refused(change, dead.where)
+        for rule in self.rules:
+            rule.on_dead_letter(dead.error, dead.where, change)
+
+    @staticmethod
+    def _count_refused(change: Change, where: SourcePosition) -> None:
+        day = local_day(where.timestamp)
+        change.count("events_dead_lettered", "", day)
+        # the scorecard's dead-letter share, by the agency of the topic
+        change.count(DEADLETTER_PREFIX + (agency_of_topic(where.topic) or "UNKNOWN"), "", day)
+
+    def _beyond_horizon(
+        self, event: Event, where: SourcePosition, batch_index: int | None, change: Change, outcome: Outcome
+    ) -> None:
+        """An event older than the dedupe horizon behind its topic's newest event time.
+
+        Its id may have been forgotten, so it cannot be told from a re-send: it is
+        not counted (never twice), but dead-lettered with the reason (nothing is
+        lost: an operator can look and re-date it) and tallied as LATE_EVENT.
+        """
+        days = self.dedupe_horizon_ms / 86_400_000
+        error = ContractError(
+            "occurred_at",
+            f"older than the dedupe horizon ({days:g} days behind the newest event of {where.topic}): "
+            "it cannot be told from a re-sent event, so it is not counted",
+            event["event_type"],
+        )
+        dead = DeadLetter(self.codec.encode(event, check=False), error, where, batch_index=batch_index)
+        outcome.dead_letters.append(dead)
+        change.count("events_beyond_horizon", event["ward_code"], local_day(event["occurred_at"]))
+        self._count_refused(change, where)
+        for rule in self.rules:
+            rule.on_beyond_horizon(event, change)
+
+    def _expire_buckets(self, change: Change, topic: str, newest: int) -> None:
+        """Move the topic's dedupe clock to ``newest``; forget buckets whose day left the horizon."""
+        change.set("meta", DEDUPE_CLOCK + topic, newest)
+        keep_from = local_day(newest - self.dedupe_horizon_ms)
+        prefix = f"{topic}|"
+        for bucket in change.state.seen:
+            if bucket.startswith(prefix) and bucket[len(prefix):] < keep_from:
+                change.expire(bucket)
+
     def work_off_deadlines(self, change: Change, watermark: int) -> None:
         """Go on with deadlines an earlier message left due (its budget ran out).
 
@@ -149,23 +203,31 @@ class Processor:
 
     def decode(self, value: bytes, where: SourcePosition) -> tuple[list[Event], list[DeadLetter]]:
         """Valid events of a message; refused ones (or the whole message) as dead letters."""
+        events, dead, _ = self.decode_indexed(value, where)
+        return events, dead
+
+    def decode_indexed(
+        self, value: bytes, where: SourcePosition
+    ) -> tuple[list[Event], list[DeadLetter], list[int] | None]:
+        """As :meth:`decode`, with each valid event's index in its batch (None: not a batch)."""
         try:
             sv, record = self.codec.decode_record(value)
         except ContractError as exc:
-            return [], [DeadLetter(value, exc, where)]
+            return [], [DeadLetter(value, exc, where)], None
         if sv.name != "EventBatch":
             try:
-                return [validate(self.codec.event_of(sv, record))], []
+                return [validate(self.codec.event_of(sv, record))], [], None
             except ContractError as exc:
-                return [], [DeadLetter(value, exc, where)]
-        events, dead = [], []
+                return [], [DeadLetter(value, exc, where)], None
+        events, dead, indexes = [], [], []
         decode_item = self.codec.decode_item
         for index, item in enumerate(record["events"]):
             try:
                 events.append(validate(decode_item(item)))
+                indexes.append(index)
             except ContractError as exc:
                 dead.append(DeadLetter(item, exc, where, batch_index=index))
-        return events, dead
+        return events, dead, indexes
 
     def process(
         self,
@@ -191,21 +253,28 @@ class Processor:
         where = SourcePosition(topic, partition, offset, timestamp)
         change = state.begin(topic, offset, self.deadline_step)
         outcome = Outcome()
-        events, outcome.dead_letters = self.decode(value, where)
+        events, outcome.dead_letters, indexes = self.decode_indexed(value, where)
         for dead in outcome.dead_letters:
-            change.count("events_dead_lettered", "", local_day(timestamp))
-            # the scorecard's dead-letter share, by the agency of the topic
-            change.count(DEADLETTER_PREFIX + (agency_of_topic(topic) or "UNKNOWN"), "", local_day(timestamp))
-            for rule in self.rules:
-                rule.on_dead_letter(dead.error, where, change)
+            self._count_dead_letter(dead, change)
         watermark = state.watermark
         newest = 0  # newest event time of this message (one topic: one feed's clock)
         hooks_for = self.event_hooks
         first_sighting = change.first_sighting
         accepted: dict[str, int] = {}
-        for event in events:
-            if not first_sighting(event["event_id"]):
-                change.count("events_duplicate", event["ward_code"], local_day(event["occurred_at"]))
+        # dedupe: exact within the horizon behind this topic's newest event time (docs/exactly-once.md §3a)
+        dedupe_clock = int(change.get("meta", DEDUPE_CLOCK + topic, 0) or 0)
+        oldest = dedupe_clock - self.dedupe_horizon_ms
+        newest_any = dedupe_clock
+        for position, event in enumerate(events):
+            at = event["occurred_at"]
+            if at < oldest:
+                self._beyond_horizon(event, where, None if indexes is None else indexes[position], change, outcome)
+                continue
+            if at > newest_any:
+                newest_any = at
+            day = local_day(at)
+            if not first_sighting(event["event_id"], f"{topic}|{day}"):  # dedupe_bucket, inlined
+                change.count("events_duplicate", event["ward_code"], day)
                 outcome.duplicates[event["source"]] += 1
                 for rule in self.rules:
                     rule.on_duplicate(event, change)
@@ -223,6 +292,8 @@ class Processor:
                 if at > newest:
                     newest = at
         watermark = max(watermark, newest)
+        if newest_any > dedupe_clock:
+            self._expire_buckets(change, topic, newest_any)
         outcome.accepted.update(accepted)
         for source, n in outcome.accepted.items():
             # wall clock, on purpose: AGENCY_SILENT is about the agency being live now

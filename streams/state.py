@@ -34,6 +34,15 @@ _ABSENT = object()
 DEFAULT_DEADLINE_STEP = 500
 
 
+#: Dedupe bucket of event ids from deltas written before buckets existed (kept for good).
+LEGACY_BUCKET = ""
+
+
+def dedupe_bucket(topic: str, day: str) -> str:
+    """Event ids are remembered per source topic and local day of event time (``topic|day``)."""
+    return f"{topic}|{day}"
+
+
 #: Stores kept per partition, each a dict of key → JSON-able value.
 STORES = ("meta", "flags", "chains", "dossiers", "citizens", "pending", "rolled", "rollups")
 
@@ -62,7 +71,9 @@ class Delta:
     topic: str
     offset: int
     inc: dict[str, int] = field(default_factory=dict)
-    seen: list[str] = field(default_factory=list)
+    #: Event ids seen for the first time, by dedupe bucket (``topic|local day``;
+    #: see :data:`LEGACY_BUCKET` for changelogs written before buckets).
+    seen: dict[str, list[str]] = field(default_factory=dict)
     put: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Side effects of the message, recorded with its state so that a replay the
     #: fence skips announces them again (at-least-once; docs/exactly-once.md §5):
@@ -71,6 +82,8 @@ class Delta:
     #: optional in the JSON, so changelogs written before them still fold.
     alerts: list[dict[str, Any]] = field(default_factory=list)
     dead: list[dict[str, Any]] = field(default_factory=list)
+    #: Dedupe buckets this message expired (their day fell out of the horizon), JSON ``x``.
+    expired: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out = {"s": self.seq, "t": self.topic, "o": self.offset, "i": self.inc, "n": self.seen, "p": self.put}
@@ -78,12 +91,17 @@ class Delta:
             out["a"] = self.alerts
         if self.dead:
             out["d"] = self.dead
+        if self.expired:
+            out["x"] = self.expired
         return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Delta:
-        return cls(raw["s"], raw["t"], raw["o"], raw.get("i", {}), raw.get("n", []), raw.get("p", {}),
-                   raw.get("a", []), raw.get("d", []))
+        seen = raw.get("n") or {}
+        if isinstance(seen, list):  # written before dedupe buckets: one bucket that never expires
+            seen = {LEGACY_BUCKET: seen}
+        return cls(raw["s"], raw["t"], raw["o"], raw.get("i", {}), seen, raw.get("p", {}),
+                   raw.get("a", []), raw.get("d", []), raw.get("x", []))
 
     def encode(self) -> bytes:
         """The table value: the delta's JSON, serialised once.
@@ -110,7 +128,9 @@ class PartitionState:
         self.seq = 0
         self.applied: dict[str, int] = {}
         self.counters: Counter[str] = Counter()
-        self.seen: set[str] = set()
+        #: Event ids seen, by dedupe bucket (``topic|day``); buckets older than the
+        #: dedupe horizon are dropped by a delta (``Delta.expired``), so memory is bounded.
+        self.seen: dict[str, set[str]] = {}
         self.stores: dict[str, dict[str, Any]] = {name: {} for name in STORES}
         #: Bumped on every applied delta; lets views cache work per version.
         self.version = 0
@@ -132,7 +152,15 @@ class PartitionState:
         if self.is_applied(delta.topic, delta.offset):
             return
         self.counters.update(delta.inc)
-        self.seen.update(delta.seen)
+        seen = self.seen
+        for bucket, ids in delta.seen.items():
+            kept = seen.get(bucket)
+            if kept is None:
+                seen[bucket] = set(ids)
+            else:
+                kept.update(ids)
+        for bucket in delta.expired:
+            seen.pop(bucket, None)
         for store, changes in delta.put.items():
             target = self.stores.setdefault(store, {})
             for key, value in changes.items():
@@ -167,7 +195,8 @@ class Change:
         self.offset = offset
         self.inc: Counter[str] = Counter()
         self.seen: set[str] = set()
-        self.seen_order: list[str] = []
+        self.seen_order: dict[str, list[str]] = {}
+        self.expired: list[str] = []
         self.put: dict[str, dict[str, Any]] = {}
         #: Flags opened or resolved by this change, for the alerts topic.
         self.flag_changes: list[dict[str, Any]] = []
@@ -177,13 +206,32 @@ class Change:
         inc = self.inc
         inc[key] = inc.get(key, 0) + n
 
-    def first_sighting(self, event_id: str) -> bool:
-        """True the first time an event id is seen in this partition; records it."""
-        if event_id in self.seen or event_id in self.state.seen:
+    def first_sighting(self, event_id: str, bucket: str) -> bool:
+        """True the first time an event id is seen in its dedupe bucket (``topic|day``); records it.
+
+        An event id always comes with the same event type (so topic) and event time,
+        so a re-send lands in the bucket of the first sighting.
+        """
+        if event_id in self.seen:
+            return False
+        seen = self.state.seen
+        kept = seen.get(bucket)
+        if kept is not None and event_id in kept:
+            return False
+        legacy = seen.get(LEGACY_BUCKET)
+        if legacy is not None and event_id in legacy:
             return False
         self.seen.add(event_id)
-        self.seen_order.append(event_id)
+        order = self.seen_order.get(bucket)
+        if order is None:
+            self.seen_order[bucket] = [event_id]
+        else:
+            order.append(event_id)
         return True
+
+    def expire(self, bucket: str) -> None:
+        """Forget a dedupe bucket (its day fell out of the horizon), with this message's delta."""
+        self.expired.append(bucket)
 
     def get(self, store: str, key: str, default: Any = None) -> Any:
         pending = self.put.get(store)
@@ -219,6 +267,7 @@ class Change:
             seen=self.seen_order,
             put=self.put,
             alerts=self.flag_changes,
+            expired=self.expired,
         )
 
     def commit(self) -> Delta:

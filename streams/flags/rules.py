@@ -34,6 +34,8 @@ class FlagRule(Protocol):
 
     def on_watermark(self, watermark: int, change: Change) -> None: ...
 
+    def on_beyond_horizon(self, event: Event, change: Change) -> None: ...
+
     def on_clock(self, topic: str, clock: int, change: Change) -> None: ...
 
 
@@ -55,6 +57,10 @@ class BaseRule:
         return None
 
     def on_watermark(self, watermark: int, change: Change) -> None:
+        return None
+
+    def on_beyond_horizon(self, event: Event, change: Change) -> None:
+        """An event older than the dedupe horizon: not counted, dead-lettered (docs/exactly-once.md §3a)."""
         return None
 
     def on_clock(self, topic: str, clock: int, change: Change) -> None:

@@ -154,6 +154,10 @@ class LateEventRule(BaseRule):
         elif at > topic_watermark:
             change.set("meta", key, at)
 
+    def on_beyond_horizon(self, event: Event, change: Change) -> None:
+        """Far too late to be deduplicated (so not counted): still reported as late."""
+        self.tallies.add(change, "LATE_EVENT", event["source"], event["occurred_at"], event["event_id"])
+
 
 class ContractViolationRule(BaseRule):
     """A message that could not be decoded or broke its contract (dead-lettered)."""
