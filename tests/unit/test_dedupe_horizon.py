@@ -18,7 +18,7 @@ from schemas.topics import IDENTITY
 from streams.flags import default_rules
 from streams.processor import Processor
 from streams.state import LEGACY_BUCKET, Delta, PartitionState
-from tests.unit.test_flags import D, T0, card
+from tests.unit.test_flags import T0, D, card
 
 CODEC = EventCodec()
 HORIZON_DAYS = 10
