@@ -236,8 +236,13 @@ def schemas_docs(out: Path) -> None:
 @click.option("--flag-churn", is_flag=True,
               help="Also replay the backlog as a live run (one event at a time, as sent) and count the "
                    "worker's flag changes about flags the live run never announces (spurious flags).")
+@click.option("--onboarding", "onboarding", type=int, default=0, metavar="CARDS",
+              help="Instead: the police-onboarding backlog (CARDS July ID cards of distinct citizens with social "
+                   "insurance silent, then August events that make every July SYNC_MISSING deadline due at "
+                   "once), unbounded (as before issue 12) and bounded in one run: survival, peak RSS, time to "
+                   "settle and the largest record on the changelog, aggregates and alerts topics.")
 @click.pass_context
-def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_churn: bool) -> None:
+def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_churn: bool, onboarding: int) -> None:
     """Throughput benchmark: worker vs bare aiokafka consumer vs importer, on the embedded broker.
 
     Prints, from one run on the same backlog: the import rate, a bare aiokafka
@@ -245,6 +250,11 @@ def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_c
     clock) with its CPU per event and peak RSS, and the ratio worker / bare
     client. Rates move with a shared machine's load; read the ratio.
     """
+    if onboarding:
+        from bench.onboarding import main as onboarding_main
+
+        onboarding_main(cards=onboarding)
+        return
     from bench.throughput import main as bench_main
 
     bench_main(events=events, batch_size=batch_size, workers=workers, flag_churn=flag_churn)
