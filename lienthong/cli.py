@@ -241,8 +241,14 @@ def schemas_docs(out: Path) -> None:
                    "insurance silent, then August events that make every July SYNC_MISSING deadline due at "
                    "once), unbounded (as before issue 12) and bounded in one run: survival, peak RSS, time to "
                    "settle and the largest record on the changelog, aggregates and alerts topics.")
+@click.option("--soak", is_flag=True,
+              help="Instead: the soak run (not a timed test). --events ID cards of distinct citizens (give e.g. "
+                   "--events 2000000) through one worker: RSS at every 250,000 counted, SIGKILL and restart at "
+                   "250,000 and at the end (own data dir, then a fresh one) with the time until counted again, "
+                   "the largest record per topic, and events/s beside the bare client.")
 @click.pass_context
-def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_churn: bool, onboarding: int) -> None:
+def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_churn: bool, onboarding: int,
+          soak: bool) -> None:
     """Throughput benchmark: worker vs bare aiokafka consumer vs importer, on the embedded broker.
 
     Prints, from one run on the same backlog: the import rate, a bare aiokafka
@@ -250,6 +256,11 @@ def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_c
     clock) with its CPU per event and peak RSS, and the ratio worker / bare
     client. Rates move with a shared machine's load; read the ratio.
     """
+    if soak:
+        from bench.soak import main as soak_main
+
+        soak_main(events=events)
+        return
     if onboarding:
         from bench.onboarding import main as onboarding_main
 

@@ -1,0 +1,144 @@
+"""Soak: a long backfill of ID cards of distinct citizens through one worker, with SIGKILLs.
+
+``lienthong bench --soak [--events N]`` (default 2,000,000): the backlog is
+published in steps of 250,000 events, each waited for until the worker has
+counted it; after each step it prints the worker's RSS (now and peak). At the
+first step and at the end the worker is SIGKILLed and restarted, once on its
+own data dir (its local store intact) and, at the end, also on a fresh one (the
+store lost), timed from the restart until its counts are exact again. Last it
+prints the largest record on the changelog, aggregates and alerts topics and
+the worker's events/s beside a bare aiokafka client reading the same backlog
+(one run, so the ratio is fair on a shared machine). Not a timed test: figures
+for docs/performance.md (issue 12).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.onboarding import DAY_MS, JULY_MS, id_card, largest_records
+from bench.throughput import BACKFILL_LINGER_S, PARTITIONS, BenchWorker, bare_consume
+from connectors.sdk import Publisher
+from lienthong.broker import EmbeddedBroker
+from lienthong.topics import ensure_topics
+from schemas.topics import AGGREGATES, ALERTS
+from schemas.wards import ward_codes
+
+STEP = 250_000
+APP_ID = "soak"
+
+
+def cards(first: int, count: int, total: int) -> Iterator[dict[str, Any]]:
+    """ID cards of distinct citizens, spread over a year of event time in order."""
+    wards = sorted(ward_codes())
+    spacing = max(1, (365 * DAY_MS) // max(1, total))
+    for n in range(first, first + count):
+        yield id_card(JULY_MS + n * spacing, n, wards[n % len(wards)])
+
+
+def publish(bootstrap: str, events: Iterator[dict[str, Any]]) -> None:
+    publisher = Publisher(bootstrap, connector="soak", batch_size=500, linger=BACKFILL_LINGER_S)
+    try:
+        for event in events:
+            publisher.publish(event)
+        publisher.flush()
+    finally:
+        publisher.close()
+
+
+def rss_mib(worker: BenchWorker) -> tuple[float, float]:
+    """(current, peak) resident set of the worker process, MiB."""
+    assert worker.process is not None
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{worker.process.pid}/status").read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def counted(worker: BenchWorker) -> int | None:
+    """Events the worker has counted, or None while it does not answer (starting, or busy folding)."""
+    worker.check_alive()
+    try:
+        return int(worker.get("/api/kpis")["kpis"]["events_total"])
+    except OSError:
+        return None
+
+
+def wait_counted(worker: BenchWorker, expected: int, timeout: float = 3600.0) -> float:
+    """Seconds until the worker has counted at least ``expected`` events."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        n = counted(worker)
+        if n is not None and n >= expected:
+            return time.monotonic() - started
+        time.sleep(0.25)
+    raise RuntimeError(f"worker did not count {expected} events in {timeout} s")
+
+
+def restart(worker: BenchWorker, data_dir: Path, name: str, bootstrap: str) -> tuple[BenchWorker, int, float]:
+    """SIGKILL the worker and start a new one (same ``name``: same local store dir).
+
+    Returns the new worker, the count at the kill, and the seconds until it has
+    counted that much again (its state restored: exact again).
+    """
+    at_kill = counted(worker) or 0
+    assert worker.process is not None
+    worker.process.send_signal(signal.SIGKILL)
+    worker.process.wait(30)
+    fresh = BenchWorker(bootstrap, data_dir, APP_ID, name)
+    fresh.start()
+    return fresh, at_kill, wait_counted(fresh, at_kill)
+
+
+def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str, Any]:
+    """The soak run; prints as it goes and returns the figures."""
+    figures: dict[str, Any] = {"events": events, "steps": [], "restarts": []}
+    data_dir = Path(tempfile.mkdtemp(prefix="lienthong-soak-"))
+    try:
+        with EmbeddedBroker() as broker:
+            ensure_topics(broker.bootstrap, PARTITIONS)
+            say(f"publishing {events:,} ID cards of distinct citizens (batches of 500)...", flush=True)
+            started = time.monotonic()
+            publish(broker.bootstrap, cards(0, events, events))
+            say(f"  published in {time.monotonic() - started:.1f} s", flush=True)
+            worker = BenchWorker(broker.bootstrap, data_dir, APP_ID, "soak-worker")
+            worker.start()
+            try:
+                for mark in range(STEP, events + STEP, STEP):
+                    mark = min(mark, events)
+                    wait_counted(worker, mark)
+                    now, peak = rss_mib(worker)
+                    figures["steps"].append((mark, now, peak))
+                    say(f"{mark:>10,} events counted   RSS {now:7.1f} MiB   peak {peak:7.1f} MiB", flush=True)
+                    if mark == STEP and events > STEP:
+                        worker, at_kill, seconds = restart(worker, data_dir, "soak-worker", broker.bootstrap)
+                        figures["restarts"].append((at_kill, "own data dir", seconds))
+                        say(f"{'':>10}  SIGKILL at {at_kill:,} + restart on its own data dir: "
+                            f"counted again in {seconds:.1f} s", flush=True)
+                wait_counted(worker, events)
+                first, last, _ = worker.busy_span()
+                resumed_at = figures["restarts"][-1][0] if figures["restarts"] else 0
+                figures["worker_eps"] = (events - resumed_at) / (last - first) if last > first else 0.0
+                for name, label in (("soak-worker", "own data dir"), ("soak-worker-new", "fresh data dir")):
+                    worker, at_kill, seconds = restart(worker, data_dir, name, broker.bootstrap)
+                    figures["restarts"].append((at_kill, label, seconds))
+                    say(f"{'':>10}  SIGKILL at {at_kill:,} + restart on {label}: counted again in {seconds:.1f} s",
+                        flush=True)
+                figures["peak_rss_mib"] = max(p for _, _, p in figures["steps"])
+            finally:
+                if worker.process is not None and worker.process.poll() is None:
+                    worker.stop()
+            figures["largest"] = largest_records(broker.bootstrap, [f"{APP_ID}-deltas-changelog", AGGREGATES, ALERTS])
+            bare_s, bare_events, _ = bare_consume(broker.bootstrap)
+            figures["bare_eps"] = bare_events / bare_s if bare_s else 0.0
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    say(f"largest record: {', '.join(f'{t} {n:,} B' for t, n in figures['largest'].items())}")
+    ratio = figures["worker_eps"] / figures["bare_eps"] if figures["bare_eps"] else 0.0
+    say(f"worker {figures['worker_eps']:,.0f} events/s (its own clock, after the first restart) vs bare client "
+        f"{figures['bare_eps']:,.0f} events/s: ratio {ratio:.2f}")
+    return figures
