@@ -75,7 +75,7 @@ def wait_counted(worker: BenchWorker, expected: int, timeout: float = 3600.0) ->
         n = counted(worker)
         if n is not None and n >= expected:
             return time.monotonic() - started
-        time.sleep(0.25)
+        time.sleep(1.0)  # a poll builds the KPIs over every flag: not too often
     raise RuntimeError(f"worker did not count {expected} events in {timeout} s")
 
 
