@@ -119,14 +119,18 @@ def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str,
                     figures["steps"].append((mark, now, peak))
                     say(f"{mark:>10,} events counted   RSS {now:7.1f} MiB   peak {peak:7.1f} MiB", flush=True)
                     if mark == STEP and events > STEP:
+                        # the first incarnation read a complete backlog from the start: its own clock's rate
+                        first, last, _ = worker.busy_span()
+                        span_events = counted(worker) or 0
+                        figures["worker_eps"] = span_events / (last - first) if last > first else 0.0
                         worker, at_kill, seconds = restart(worker, data_dir, "soak-worker", broker.bootstrap)
                         figures["restarts"].append((at_kill, "own data dir", seconds))
                         say(f"{'':>10}  SIGKILL at {at_kill:,} + restart on its own data dir: "
                             f"counted again in {seconds:.1f} s", flush=True)
                 wait_counted(worker, events, interval=5.0)
-                first, last, _ = worker.busy_span()
-                resumed_at = figures["restarts"][-1][0] if figures["restarts"] else 0
-                figures["worker_eps"] = (events - resumed_at) / (last - first) if last > first else 0.0
+                if "worker_eps" not in figures:
+                    first, last, _ = worker.busy_span()
+                    figures["worker_eps"] = events / (last - first) if last > first else 0.0
                 for name, label in (("soak-worker", "own data dir"), ("soak-worker-new", "fresh data dir")):
                     worker, at_kill, seconds = restart(worker, data_dir, name, broker.bootstrap)
                     figures["restarts"].append((at_kill, label, seconds))
@@ -143,6 +147,6 @@ def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str,
         shutil.rmtree(data_dir, ignore_errors=True)
     say(f"largest record: {', '.join(f'{t} {n:,} B' for t, n in figures['largest'].items())}")
     ratio = figures["worker_eps"] / figures["bare_eps"] if figures["bare_eps"] else 0.0
-    say(f"worker {figures['worker_eps']:,.0f} events/s (its own clock, after the first restart) vs bare client "
+    say(f"worker {figures['worker_eps']:,.0f} events/s (its own clock, first incarnation) vs bare client "
         f"{figures['bare_eps']:,.0f} events/s: ratio {ratio:.2f}")
     return figures
