@@ -29,10 +29,11 @@ from aiohttp import web
 
 from connectors.json_event import ForbiddenEvent, event_from_json, redact
 from connectors.pseudonym import Pseudonymiser
-from connectors.sdk import Publisher
+from connectors.sdk import Publisher, check_connector_secrets
 from lienthong.logs import get_logger
-from lienthong.settings import Settings
+from lienthong.settings import MissingSecret, Settings
 from schemas.errors import ContractError
+from schemas.signing import KeyringError
 from schemas.topics import AGENCIES
 from schemas.validation import Event
 
@@ -441,7 +442,8 @@ def run_gateway(settings: Settings, credentials: Path | None) -> None:
         raise click.UsageError("the gateway needs agency credentials: --credentials FILE or LIENTHONG_GATEWAY_CREDENTIALS")
     try:
         creds = load_credentials(source)
-    except CredentialsError as exc:
+        check_connector_secrets(settings, "the gateway", creds)
+    except (CredentialsError, KeyringError, MissingSecret) as exc:
         raise click.UsageError(str(exc)) from None
     ensure_topics(settings.broker, settings.partitions)
     app = build_gateway_app(settings, creds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -24,6 +25,17 @@ IMPORT_LINGER_S = 3600.0
 
 def _settings(ctx: click.Context) -> Settings:
     return ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
+
+
+def _refuse_without_secrets(check: Callable[[Settings], object], settings: Settings) -> None:
+    """Run a service's secret check; a missing secret is a usage error with its message, not a traceback."""
+    from lienthong.settings import MissingSecret
+    from schemas.signing import KeyringError
+
+    try:
+        check(settings)
+    except (MissingSecret, KeyringError) as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,9 +87,10 @@ def broker(port: int, host: str) -> None:
 @click.pass_context
 def worker(ctx: click.Context, name: str | None, web_port: int) -> None:
     """Run a stream worker: counters, flags and the HTTP API (dashboard on /)."""
-    from streams.worker import broker_for, run_worker
+    from streams.worker import broker_for, check_secrets, run_worker
 
     settings = _settings(ctx).with_(web_port=web_port)
+    _refuse_without_secrets(check_secrets, settings)
     with broker_for(settings) as bootstrap:
         run_worker(settings, bootstrap, name)
 
@@ -96,12 +109,13 @@ def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progre
     """
     from connectors.csv_import import import_csv
     from connectors.pseudonym import Pseudonymiser
-    from connectors.sdk import Publisher
+    from connectors.sdk import Publisher, check_connector_secrets
     from lienthong.topics import ensure_topics
 
     settings = _settings(ctx)
     if not settings.broker:
         raise click.UsageError("import needs a running broker: set LIENTHONG_BROKER or --broker")
+    _refuse_without_secrets(lambda s: check_connector_secrets(s, "lienthong import", [agency]), settings)
     ensure_topics(settings.broker, settings.partitions)
     # A file is a backfill: batches fill at import speed, so they wait for full
     # (linger 1 h) rather than going out every 0.5 s at ~1/5 of the size, which

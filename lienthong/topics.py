@@ -7,7 +7,7 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from schemas.topics import ALL_TOPICS
+from schemas.topics import ALL_TOPICS, TOPIC_CONFIGS
 
 
 def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = ALL_TOPICS, timeout: float = 30.0) -> None:
@@ -23,7 +23,7 @@ def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = ALL
             time.sleep(0.5)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        missing = [NewTopic(t, partitions, 1, topic_configs=TOPIC_CONFIGS.get(t, {})) for t in topics if t not in existing]
         if missing:
             try:
                 admin.create_topics(missing)

@@ -27,8 +27,8 @@ from lienthong.logs import get_logger
 from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.partitioning import kafka_partitioner, partition_for
-from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
-from streams import faust_fixes
+from schemas.topics import AGGREGATES, ALERTS, AUDIT, DEADLETTER, EVENT_TOPICS
+from streams import audit, faust_fixes
 from streams.flags import default_rules
 from streams.metrics import HubMetrics
 from streams.processor import Outcome, Processor
@@ -66,7 +66,7 @@ class Hub:
         self.bootstrap = bootstrap
         self.worker_name = worker_name or f"{os.uname().nodename}-{os.getpid()}"
         self.codec = EventCodec.for_registry_url(settings.schema_registry_url)
-        self.processor = Processor(self.codec, default_rules(settings.sla))
+        self.processor = build_processor(settings, self.codec)
         self.silence = SilenceMonitor(sla_ms(resolve_sla(settings.sla), "AGENCY_SILENT"))
         self.view = CityView()
         self.view.local = self.processor.states
@@ -197,7 +197,8 @@ class Hub:
         topic, partition, offset = message.topic, message.partition, message.offset
         self.owned_state(partition)
         outcome = self.processor.process(
-            topic, partition, offset, message.value or b"", int(message.timestamp * 1000), int(time.time() * 1000)
+            topic, partition, offset, message.value or b"", int(message.timestamp * 1000), int(time.time() * 1000),
+            message.headers,
         )
         stats = self.stats
         stats["messages"] += 1
@@ -218,9 +219,11 @@ class Hub:
             existing = self.deltas.get(key)
             if existing is not None:
                 self.deltas[key] = existing
+                await self.publish_audit(audit.record_of_delta(Delta.decode(existing)))
             return outcome
         assert outcome.delta is not None
         self.deltas[key] = outcome.delta.encode()
+        await self.publish_audit(outcome.audit)
         for dead in outcome.dead_letters:
             await self.produce(DEADLETTER, message.key, dead.value, dead.headers())
         await self.publish_flags(outcome.flag_changes)
@@ -258,6 +261,17 @@ class Hub:
         if partition is None and key is not None:
             partition = partition_for(key, len(await producer.partitions_for(topic)))
         return await producer.send(topic, value, key=key, partition=partition, headers=headers)
+
+    async def publish_audit(self, record: audit.AuditRecord | None) -> None:
+        """An accepted message's audit record onto ``lienthong.audit``, in its chain's partition.
+
+        Sent again, identical, when a replayed message turns out to be applied
+        already: the first send may have been lost in the crash; the verifier
+        reads the second as a duplicate.
+        """
+        if record is not None:
+            await self.produce(AUDIT, record["chain"].encode(), audit.encode(record),
+                               partition=record["partition"] % self.settings.partitions)
 
     async def publish_flags(self, flags: list[dict[str, Any]]) -> None:
         """Flags as they open, resolve or are withdrawn, onto ``lienthong.alerts``, keyed by flag id.
@@ -375,6 +389,17 @@ def reset_local_store(data_dir: Path) -> None:
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def build_processor(settings: Settings, codec: EventCodec) -> Processor:
+    """The worker's processor: signatures verified unless turned off, dead letters cleaned with the pseudonym key."""
+    from connectors.pseudonym import Pseudonymiser
+    from streams.redaction import DeadLetterRedactor
+
+    keyring = settings.keyring() if settings.verify_signatures else None
+    pseudonymiser = Pseudonymiser(settings.resolved_pseudonym_key())
+    return Processor(codec, default_rules(settings.sla), keyring=keyring,
+                     redactor=DeadLetterRedactor(codec, pseudonymiser.ref))
 
 
 def create_hub(settings: Settings, bootstrap: str, worker_name: str | None = None) -> Hub:
