@@ -15,7 +15,6 @@ have been). Bytes no schema decodes are masked in place, byte for byte.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from schemas.codec import EventCodec
 from schemas.errors import ContractError
@@ -43,17 +42,13 @@ class DeadLetterRedactor:
                 found += n
             record["events"] = items
         else:
-            record, found = self._record(record)
+            record, found = redact_value(record, self.pseudonym)
         if not found:
             return data, 0
         try:
             return self.codec.rewrite(data, record), found
         except ContractError:  # a pseudonym does not fit the field: mask the bytes instead
             return mask_bytes(bytes(data))
-
-    def _record(self, record: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        clean, found = redact_value(record, self.pseudonym)
-        return clean, found
 
     @staticmethod
     def error(error: ContractError) -> ContractError:
