@@ -22,6 +22,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from connectors.pseudonym import Pseudonymiser
+from lienthong.kafka_security import kafka_python_config
 from lienthong.logs import get_logger
 from lienthong.settings import Settings
 from schemas.codec import EventCodec
@@ -109,6 +110,7 @@ class Publisher:
             max_request_size=8 * 1024 * 1024,
             max_in_flight_requests_per_connection=1,
             client_id=f"lienthong-{connector}",
+            **kafka_python_config(),
         )
         self.sent_total = 0
         #: A batch never waits longer than this for more events: a rare event type

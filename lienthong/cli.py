@@ -207,6 +207,46 @@ def status(ctx: click.Context, url: str | None) -> None:
 
 
 @main.group()
+def audit() -> None:
+    """The audit record (topic lienthong.audit): which agency sent which message, hash-chained.
+
+    One chain per source topic-partition; each record holds the agency, key id,
+    topic, partition, offset, SHA-256 of the message and its time, never personal
+    data, plus the hash of the record before it.
+    """
+
+
+@audit.command("verify")
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Recompute every chain; report the first break of each (exit 1), or ok.
+
+    A record re-sent identically after a worker restart is a duplicate, not a
+    break; an altered, removed or reordered record is a break.
+    """
+    from lienthong.audit_log import verify_command
+
+    settings = _settings(ctx)
+    if not settings.broker:
+        raise click.UsageError("audit verify needs a running broker: set LIENTHONG_BROKER or --broker")
+    sys.exit(verify_command(settings))
+
+
+@audit.command("show")
+@click.option("--agency", type=click.Choice(AGENCIES), default=None, help="Only this agency's messages.")
+@click.option("--since", default=None, help="Only messages from this time on (ISO 8601 or epoch ms).")
+@click.pass_context
+def audit_show(ctx: click.Context, agency: str | None, since: str | None) -> None:
+    """List accepted messages: time, agency, key id, topic[partition]@offset, events, value digest."""
+    from lienthong.audit_log import parse_since, show_command
+
+    settings = _settings(ctx)
+    if not settings.broker:
+        raise click.UsageError("audit show needs a running broker: set LIENTHONG_BROKER or --broker")
+    sys.exit(show_command(settings, agency, parse_since(since)))
+
+
+@main.group()
 def schemas() -> None:
     """Event contracts: compatibility checks and generated docs."""
 

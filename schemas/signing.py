@@ -43,7 +43,8 @@ SIGNING_HEADERS = (AGENCY_HEADER, KEY_ID_HEADER, SIGNATURE_HEADER)
 #: Shortest secret accepted: an HMAC key should carry at least 128 bits.
 MIN_SECRET_LEN = 32
 
-Headers = Sequence[tuple[str, bytes]]
+#: Kafka headers as clients give them: a sequence of pairs (aiokafka, kafka-python) or a mapping (Faust).
+Headers = Sequence[tuple[str, bytes]] | Mapping[str, bytes]
 
 
 class KeyringError(ValueError):
@@ -113,7 +114,8 @@ class Keyring:
         whether the signature was missing, made with an unknown key, or wrong.
         """
         agency = key_id = signature = None
-        for name, raw in headers or ():
+        pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+        for name, raw in pairs:
             if name == AGENCY_HEADER:
                 agency = raw
             elif name == KEY_ID_HEADER:
@@ -176,6 +178,3 @@ def generate_keyring_file(path: Path, agencies: Iterable[str] = AGENCIES) -> Pat
             json.dump(config, fh, indent=2)
     return path
 
-
-def header_map(headers: Headers | None) -> Mapping[str, bytes]:
-    return dict(headers or ())

@@ -23,6 +23,7 @@ import orjson
 from faust.transport.drivers.aiokafka import Producer as FaustAIOKafkaProducer
 from faust.types import TP
 
+from lienthong.kafka_security import aiokafka_config, faust_credentials
 from lienthong.logs import get_logger
 from lienthong.settings import Settings
 from schemas.codec import EventCodec
@@ -112,6 +113,8 @@ class Hub:
             # Kafka's default partitioner, hashed in C (aiokafka's is pure Python)
             producer_partitioner=kafka_partitioner,
             logging_config=None,
+            # SASL/TLS from LIENTHONG_KAFKA_* (None: plaintext)
+            broker_credentials=faust_credentials(),
         )
         self.deltas = app.Table(
             "deltas",
@@ -354,6 +357,7 @@ class Hub:
             enable_auto_commit=False,
             max_partition_fetch_bytes=16 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            **aiokafka_config(),
         )
         await consumer.start()
         try:
