@@ -113,6 +113,9 @@ def print_status(settings: Settings, url: str) -> None:
     click.echo("Worker")
     click.echo(f"  {base}: {health['status']} ({health['worker']}), owns partitions "
                f"{health['partitions_owned']}, {health['messages']:,} messages processed")
+    verification = health.get("signature_verification", "unknown")
+    click.echo(f"  signature verification: {verification}"
+               + ("  (LIENTHONG_VERIFY_SIGNATURES=false: unsigned messages are counted)" if verification == "off" else ""))
     click.echo(f"Consumer lag: {sum(lag.values()):,} messages")
     for topic, n in sorted(lag.items()):
         if n:

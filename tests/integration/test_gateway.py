@@ -106,7 +106,7 @@ class RunningGateway:
 
 @pytest.fixture
 def settings(broker: str, tmp_path: Path) -> Settings:
-    return Settings(broker=broker, pseudonym_key=KEY, data_dir=tmp_path)
+    return Settings.from_env().with_(broker=broker, pseudonym_key=KEY, data_dir=tmp_path)
 
 
 @pytest.fixture

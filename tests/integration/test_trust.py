@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from schemas.codec import EventCodec
 from schemas.topics import ALERTS, DEADLETTER, TOPIC_OF_EVENT, WELFARE
 from tests.integration.test_flags import flags_of
-from tests.support import wait_for
+from tests.support import TEST_PSEUDONYM_KEY, TEST_SIGNING_KEYS, wait_for
 from tests.trust_samples import KEYRING, ids_in, planted, sample_event, signed_headers, text_has_id
 
 pytestmark = pytest.mark.integration
@@ -96,4 +96,35 @@ def test_no_raw_id_number_reaches_a_dead_letter_an_alert_an_api_answer_or_the_wo
         assert not ids_in(message.value)
     for path in ("/api/flags", "/api/kpis", "/api/agencies", "/healthz"):
         assert not text_has_id(str(worker.get(path))), path
-    assert not ids_in(worker.log_path.read_bytes())
+    log = worker.log_path.read_text()
+    assert not ids_in(log.encode())
+    secrets = [TEST_PSEUDONYM_KEY, *(k["secret"] for k in TEST_SIGNING_KEYS.values())]
+    assert not any(secret in log or secret in str(worker.get("/healthz")) for secret in secrets)
+
+
+def test_turning_verification_off_is_explicit_and_reported_by_healthz_and_status(broker, tmp_path):
+    from tests.support import WorkerProcess, hub_env, run_cli
+
+    worker = WorkerProcess(broker, tmp_path, "unverified")
+    worker.env["LIENTHONG_VERIFY_SIGNATURES"] = "false"
+    try:
+        worker.start()
+        assert worker.get("/healthz")["signature_verification"] == "off"
+        unsigned = CODEC.encode(sample_event("WelfarePaid", 1))
+        produce(broker, [(WELFARE, unsigned, None)])
+        wait_for(lambda: worker.kpis()["welfare_payments"] == 1, 60, what="the unsigned payment counted")
+        status = run_cli("status", "--url", worker.url, env=hub_env(broker, tmp_path))
+        assert "signature verification: off" in status.stdout
+        assert "signature_verification_off" in worker.log_path.read_text()
+    finally:
+        worker.kill()
+
+
+def test_a_worker_without_signing_keys_refuses_to_start_unless_verification_is_off(broker, tmp_path):
+    from tests.support import hub_env, run_cli
+
+    env = hub_env(broker, tmp_path)
+    del env["LIENTHONG_SIGNING_KEYS"]
+    refused = run_cli("worker", env=env, timeout=60)
+    assert refused.returncode == 2
+    assert "LIENTHONG_SIGNING_KEYS" in refused.stderr and "LIENTHONG_VERIFY_SIGNATURES=false" in refused.stderr
