@@ -36,16 +36,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.workload import build_events
+from bench.signing import SigningFigures
+from bench.signing import measure as measure_signing
+from bench.workload import BENCH_KEY, build_events
 from connectors.sdk import Publisher
 from lienthong.broker import EmbeddedBroker, free_port, stop_process
 from lienthong.topics import ensure_topics
 from schemas.codec import EventCodec
+from schemas.signing import generate_keyring_file
 from schemas.topics import EVENT_TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 8
 BACKFILL_LINGER_S = 3600.0
+#: Events the signing cost is measured on (enough for stable per-event figures).
+SIGNING_SAMPLE = 50_000
 
 
 @dataclass
@@ -56,6 +61,7 @@ class Figures:
     bare_s: float = 0.0
     bare_events: int = 0
     runs: dict[int, WorkerRun] = field(default_factory=dict)
+    signing: SigningFigures | None = None
 
     def rate(self, seconds: float, n: int | None = None) -> float:
         return (self.events if n is None else n) / seconds if seconds > 0 else 0.0
@@ -277,6 +283,11 @@ def main(events: int = 200_000, batch_size: int = 500, workers: int = 1, seed: i
     backlog = build_events(events, seed)
     figures.events = len(backlog)
     data_dir = Path(tempfile.mkdtemp(prefix="lienthong-bench-"))
+    # the bench is a demo of sorts: its own keys, unless the operator gave some
+    os.environ.setdefault("LIENTHONG_SIGNING_KEYS", str(generate_keyring_file(data_dir / "signing-keys.json")))
+    os.environ.setdefault("LIENTHONG_PSEUDONYM_KEY", BENCH_KEY.decode())
+    say("(d) what proving the sender costs: signature checks, worker core with and without...")
+    figures.signing = measure_signing(backlog[:SIGNING_SAMPLE], batch_size)
     try:
         with EmbeddedBroker() as broker:
             ensure_topics(broker.bootstrap, PARTITIONS)
@@ -322,6 +333,10 @@ def print_table(f: Figures, batch_size: int) -> None:
               f"({run.cpu_seconds:.1f} CPU s over {run.seconds:.1f} s)")
         print(f"    {count} worker(s) as the harness polled them (first message seen → counts confirmed): "
               f"{f.rate(run.observed_seconds):,.0f} events/s")
+    if f.signing is not None:
+        print("(d) signatures (the worker verifies every message before counting):")
+        for line in f.signing.lines():
+            print(line)
     if one is not None and len(f.runs) > 1:
         for count, run in sorted(f.runs.items()):
             if count > 1:

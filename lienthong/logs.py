@@ -1,7 +1,9 @@
 """JSON logs for every service, through structlog.
 
 A processor scrubs anything shaped like a 12-digit personal ID number, so a stray
-``log.info(row=...)`` can never put one in a log line.
+``log.info(row=...)`` can never put one in a log line: in any value, nested lists
+and dicts included, and in the records of the libraries' own loggers (Faust,
+aiokafka, kafka-python), which could quote a message they failed on.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -17,17 +19,49 @@ import structlog
 _ID_NUMBER = re.compile(r"(?<!\d)\d{12}(?!\d)")
 
 
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _ID_NUMBER.sub("[REDACTED-ID]", value) if _ID_NUMBER.search(value) else value
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (bytes, bytearray)):
+        return _scrub(bytes(value).decode("utf-8", "replace"))
+    return value
+
+
 def redact_id_numbers(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in event_dict.items():
-        if isinstance(value, str) and _ID_NUMBER.search(value):
-            event_dict[key] = _ID_NUMBER.sub("[REDACTED-ID]", value)
+        if not isinstance(value, (int, float, bool)) and value is not None:
+            event_dict[key] = _scrub(value)
     return event_dict
+
+
+def _redacting_record_factory(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """Wrap the stdlib's record factory so every library log record is scrubbed, whatever its handler."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string is the library's problem, not ours
+            return record
+        if _ID_NUMBER.search(message):
+            record.msg, record.args = _ID_NUMBER.sub("[REDACTED-ID]", message), None
+        return record
+
+    make.lienthong_redacts = True  # type: ignore[attr-defined]
+    return make
 
 
 def configure(level: str = "INFO", stream: Any = None) -> None:
     logging.basicConfig(
         format="%(message)s", stream=stream or sys.stderr, level=getattr(logging, level.upper())
     )
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "lienthong_redacts", False):
+        logging.setLogRecordFactory(_redacting_record_factory(factory))
     for noisy in ("kafka", "aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, level.upper())))
     structlog.configure(

@@ -85,3 +85,17 @@ def test_generated_keys_are_one_per_agency_private_and_kept(tmp_path: Path) -> N
     generate_keyring_file(path)
     assert path.read_text() == first
     assert len(load_keyring(str(path)).keys) == 6
+
+
+def test_library_log_records_and_nested_values_are_scrubbed_of_id_numbers(caplog: pytest.LogCaptureFixture) -> None:
+    import io
+    import logging
+
+    from lienthong import logs
+
+    stream = io.StringIO()
+    logs.configure("INFO", stream)
+    logging.getLogger("aiokafka.consumer").warning("failed on %r", b"ref 079200001234 here")
+    logs.get_logger("test").info("nested", rows=[{"citizen": "079200001234"}], raw=b"079200001234")
+    text = stream.getvalue() + caplog.text
+    assert "079200001234" not in text and text.count("[REDACTED-ID]") >= 3
