@@ -159,6 +159,9 @@ def simulate(ctx: click.Context, seed: int, rate: float, duration: float | None,
     settings = _settings(ctx)
     if not settings.broker:
         raise click.UsageError("simulate needs a running broker: set LIENTHONG_BROKER or --broker")
+    from connectors.sdk import check_connector_secrets
+
+    _refuse_without_secrets(lambda s: check_connector_secrets(s, "lienthong simulate", AGENCIES), settings)
     run_simulation(settings, seed=seed, rate=rate, duration=duration, events=events, days=days,
                    start=start, batch_size=batch_size, progress=progress)
 

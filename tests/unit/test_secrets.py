@@ -28,8 +28,9 @@ def run(args: list[str], **env: str) -> tuple[int, str]:
         ["gateway", "--credentials", "-"],
         ["import", "README.md", "--agency", "POLICE"],
         ["outbox", "--dsn", "postgresql://nowhere/none", "--agency", "POLICE"],
+        ["simulate", "--events", "10"],
     ],
-    ids=["worker", "gateway", "import", "outbox"],
+    ids=["worker", "gateway", "import", "outbox", "simulate"],
 )
 def test_a_service_without_the_pseudonym_key_refuses_to_start_naming_the_setting(args: list[str]) -> None:
     env = {"LIENTHONG_GATEWAY_CREDENTIALS": json.dumps({"POLICE": {"token": "police-token-0123456789"}})}
