@@ -9,19 +9,18 @@ aiokafka, kafka-python), which could quote a message they failed on.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
 
-_ID_NUMBER = re.compile(r"(?<!\d)\d{12}(?!\d)")
+from schemas.personal_ids import has_id, mask_text
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _ID_NUMBER.sub("[REDACTED-ID]", value) if _ID_NUMBER.search(value) else value
+        return mask_text(value)
     if isinstance(value, (list, tuple)):
         return [_scrub(v) for v in value]
     if isinstance(value, dict):
@@ -47,8 +46,8 @@ def _redacting_record_factory(factory: Callable[..., logging.LogRecord]) -> Call
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken format string is the library's problem, not ours
             return record
-        if _ID_NUMBER.search(message):
-            record.msg, record.args = _ID_NUMBER.sub("[REDACTED-ID]", message), None
+        if has_id(message):
+            record.msg, record.args = mask_text(message), None
         return record
 
     make.lienthong_redacts = True  # type: ignore[attr-defined]

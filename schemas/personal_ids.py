@@ -13,28 +13,49 @@ from collections.abc import Callable
 from typing import Any
 
 ID_SHAPE = re.compile(r"(?<![0-9])[0-9]{12}(?![0-9])")
-_ID_SHAPE_BYTES = re.compile(rb"(?<![0-9])[0-9]{12}(?![0-9])")
+#: Digests and pseudonyms (32+ hex characters) and UUIDs often hold 12 digits in a row
+#: by chance (a 64-hex pseudonym about one time in seven); they are not ID numbers.
+_NOT_AN_ID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32,}"
+_SCAN = re.compile(rf"(?P<keep>{_NOT_AN_ID})|{ID_SHAPE.pattern}")
+_SCAN_BYTES = re.compile(_SCAN.pattern.encode())
 _EXACT_ID = re.compile(r"^[0-9]{12}$")
-#: A UUID's last group may be 12 digits by chance (~0.4% of them): it is not an ID number.
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MASK = "[REDACTED-ID]"
 #: Same length as an ID, so masking raw bytes keeps every Avro length prefix true.
 BYTES_MASK = b"#" * 12
 
 
 def has_id(text: str) -> bool:
-    """Whether ``text`` holds something shaped like an ID number (a UUID on its own does not)."""
-    return ID_SHAPE.search(text) is not None and not _UUID.match(text)
+    """Whether ``text`` holds something shaped like an ID number (digests and UUIDs do not)."""
+    return any(m.group("keep") is None for m in _SCAN.finditer(text)) if ID_SHAPE.search(text) else False
+
+
+def _mask(match: re.Match[str]) -> str:
+    return match.group("keep") or MASK
+
+
+def _mask_bytes(match: re.Match[bytes]) -> bytes:
+    return match.group("keep") or BYTES_MASK
 
 
 def mask_text(text: str) -> str:
     """``text`` with every ID-shaped run replaced by ``[REDACTED-ID]``."""
-    return ID_SHAPE.sub(MASK, text)
+    return _SCAN.sub(_mask, text) if ID_SHAPE.search(text) else text
+
+
+def mask_text_counted(text: str) -> tuple[str, int]:
+    found = sum(1 for m in _SCAN.finditer(text) if m.group("keep") is None)
+    return (_SCAN.sub(_mask, text), found) if found else (text, 0)
+
+
+def ids_in_bytes(data: bytes) -> list[bytes]:
+    """The ID-shaped runs in raw bytes (a log file, a message value), digests and UUIDs left out."""
+    return [m.group(0) for m in _SCAN_BYTES.finditer(data) if m.group("keep") is None]
 
 
 def mask_bytes(data: bytes) -> tuple[bytes, int]:
     """Undecodable bytes with every ID-shaped ASCII run overwritten in place, and how many."""
-    return _ID_SHAPE_BYTES.subn(BYTES_MASK, data)
+    found = sum(1 for m in _SCAN_BYTES.finditer(data) if m.group("keep") is None)
+    return (_SCAN_BYTES.sub(_mask_bytes, data), found) if found else (data, 0)
 
 
 def redact_value(value: Any, pseudonym: Callable[[str], str] | None) -> tuple[Any, int]:
@@ -50,7 +71,7 @@ def redact_value(value: Any, pseudonym: Callable[[str], str] | None) -> tuple[An
             return value, 0
         if pseudonym is not None and _EXACT_ID.match(value):
             return pseudonym(value), 1
-        return ID_SHAPE.subn(MASK, value)
+        return mask_text_counted(value)
     if isinstance(value, dict):
         total = 0
         for key in list(value):

@@ -12,7 +12,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from schemas.errors import ContractError
-from schemas.personal_ids import ID_SHAPE
+from schemas.personal_ids import has_id
 from schemas.registry import SchemaRegistry, default_registry
 from schemas.topics import SOURCE_OF_EVENT
 from schemas.wards import ward_codes
@@ -40,7 +40,7 @@ NEEDS_CORRELATION = frozenset(
 _MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000
 #: A free-text field may not carry a personal ID number: it would enter a topic in clear.
 _HOLDS_ID = "holds a value shaped like a personal ID number (12 digits); send it only as citizen_id"
-_id_search = ID_SHAPE.search
+_id_search = has_id
 #: The city's ward codes (a fixed list from ``vietnam-provinces``), bound once.
 _WARDS = ward_codes()
 

@@ -6,14 +6,13 @@ alert or a log line: every string field of every event type gets one.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from schemas.codec import EventCodec
 from schemas.errors import ContractError
-from schemas.personal_ids import has_id
+from schemas.personal_ids import has_id, ids_in_bytes
 from schemas.registry import default_registry
 from schemas.signing import Keyring, parse_keyring
 from schemas.topics import SOURCE_OF_EVENT
@@ -24,8 +23,6 @@ RAW_ID = "079200001234"
 T0 = 1_717_200_000_000
 WARD = min(ward_codes())
 KEYRING: Keyring = parse_keyring(TEST_SIGNING_KEYS)
-_ANY_ID = re.compile(rb"(?<![0-9])[0-9]{12}(?![0-9])")
-_UUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def sample_event(event_type: str, n: int = 0) -> dict[str, Any]:
@@ -79,12 +76,12 @@ def planted(codec: EventCodec) -> Iterator[tuple[str, str, bytes]]:
 
 
 def ids_in(data: bytes) -> list[bytes]:
-    """ID-shaped runs in raw bytes, leaving out UUIDs (whose last group may be 12 digits)."""
-    return _ANY_ID.findall(_UUID.sub(b"", data))
+    """ID-shaped runs in raw bytes, leaving out UUIDs and digests (see ``schemas.personal_ids``)."""
+    return ids_in_bytes(data)
 
 
 def text_has_id(text: str) -> bool:
-    return any(has_id(part) for part in text.split('"'))
+    return has_id(text)
 
 
 def signed_headers(agency: str, value: bytes) -> list[tuple[str, bytes]]:
