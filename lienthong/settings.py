@@ -141,7 +141,7 @@ class Settings:
         return key
 
     def __repr__(self) -> str:  # secrets never reach a log line or an error message
-        hidden = {"pseudonym_key", "signing_keys", "gateway_credentials", "kafka_sasl_password"}
+        hidden = {"pseudonym_key", "signing_keys", "gateway_credentials"}
         shown = ", ".join(
             f"{k}={'***' if k in hidden and v else v!r}" for k, v in self.__dict__.items()
         )
