@@ -76,7 +76,7 @@ def _signed(codec: EventCodec, keyring: Keyring, messages: list[Message]) -> lis
 def _core(codec: EventCodec, keyring: Keyring | None, signed: list[tuple[Message, list[tuple[str, bytes]]]]) -> None:
     processor = Processor(codec, keyring=keyring)
     for offset, (m, headers) in enumerate(signed):
-        processor.process(m.topic, m.partition, offset, m.value, 1_717_200_000_000, 1_717_200_000_000, headers)
+        processor.process(m.topic, m.partition, offset, m.value, 1_717_200_000_000, 1_717_200_000_000, headers=headers)
 
 
 def measure(events: list[dict[str, Any]], batch_size: int, singles: int = 5000) -> SigningFigures:

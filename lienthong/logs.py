@@ -3,7 +3,12 @@
 A processor scrubs anything shaped like a 12-digit personal ID number, so a stray
 ``log.info(row=...)`` can never put one in a log line: in any value, nested lists
 and dicts included, and in the records of the libraries' own loggers (Faust,
-aiokafka, kafka-python), which could quote a message they failed on.
+aiokafka, kafka-python), which could quote a message they failed on (scrubbed when
+the record is made, whatever handler later prints it).
+
+Libraries log through the standard library (Faust and mode's timers, aiokafka,
+kafka-python's "blocking the event loop"); their records are rendered by the same
+processors, so every line a service writes is one JSON object.
 """
 
 from __future__ import annotations
@@ -54,10 +59,34 @@ def _redacting_record_factory(factory: Callable[..., logging.LogRecord]) -> Call
     return make
 
 
-def configure(level: str = "INFO", stream: Any = None) -> None:
-    logging.basicConfig(
-        format="%(message)s", stream=stream or sys.stderr, level=getattr(logging, level.upper())
+def stdlib_json_handler(stream: Any) -> logging.Handler:
+    """A logging handler that renders library records as our JSON lines (logger name included)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact_id_numbers,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
     )
+    return handler
+
+
+def configure(level: str = "INFO", stream: Any = None) -> None:
+    out = stream or sys.stderr
+    root = logging.getLogger()
+    # replace, not add: a library's own handler (mode's "[WARNING] ..." format) must not print
+    root.handlers[:] = [stdlib_json_handler(out)]
+    root.setLevel(getattr(logging, level.upper()))
+    logging.captureWarnings(True)  # warnings.warn(...) becomes a JSON line too
     factory = logging.getLogRecordFactory()
     if not getattr(factory, "lienthong_redacts", False):
         logging.setLogRecordFactory(_redacting_record_factory(factory))
@@ -73,7 +102,7 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
 

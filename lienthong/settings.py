@@ -71,6 +71,10 @@ class Settings:
     verify_signatures: bool = True
     #: Seconds a signed gateway request's timestamp may differ from the gateway's clock.
     gateway_replay_window: float = 300.0
+    #: /healthz is 503 when owned partitions have lag and nothing moved for this long (s).
+    health_stall_s: float = 30.0
+    #: /healthz is 503 when a rebalance's table recovery has not finished after this long (s).
+    health_recovery_s: float = 120.0
     #: SLA overrides in hours by name (``LIENTHONG_SLA_<NAME>``), over ``streams.sla`` defaults.
     sla: dict[str, float] = field(default_factory=dict)
 
@@ -95,6 +99,8 @@ class Settings:
             signing_keys=_env("SIGNING_KEYS", ""),
             verify_signatures=_flag(_env("VERIFY_SIGNATURES", "true"), "VERIFY_SIGNATURES"),
             gateway_replay_window=float(_env("GATEWAY_REPLAY_WINDOW", "300")),
+            health_stall_s=float(_env("HEALTH_STALL_S", "30")),
+            health_recovery_s=float(_env("HEALTH_RECOVERY_S", "120")),
             sla=_sla_from_env(),
         )
 

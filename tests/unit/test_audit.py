@@ -29,7 +29,7 @@ def chain(n: int) -> list[dict[str, Any]]:
     proc = Processor(CODEC, keyring=KEYRING)
     records = []
     for offset, value, headers in accepted_messages(n):
-        outcome = proc.process(TOPIC, 0, offset, value, T0 + offset, T0, headers)
+        outcome = proc.process(TOPIC, 0, offset, value, T0 + offset, T0, headers=headers)
         assert outcome.audit is not None
         records.append(outcome.audit)
     return records
@@ -101,12 +101,12 @@ def test_garbage_on_the_topic_is_a_break() -> None:
 def test_a_replay_after_a_crash_recomputes_identical_records_read_as_duplicates() -> None:
     messages = accepted_messages(6)
     proc = Processor(CODEC, keyring=KEYRING)
-    first = [proc.process(TOPIC, 0, o, v, T0 + o, T0, h) for o, v, h in messages[:4]]
+    first = [proc.process(TOPIC, 0, o, v, T0 + o, T0, headers=h) for o, v, h in messages[:4]]
     # crash: the deltas of offsets 2 and 3 never reached the changelog; their records did
     committed = [o.delta for o in first[:2]]
     restarted = Processor(CODEC, keyring=KEYRING)
     restarted.adopt(PartitionState.fold(0, [d for d in committed if d is not None]))
-    again = [restarted.process(TOPIC, 0, o, v, T0 + o, T0, h) for o, v, h in messages[2:]]
+    again = [restarted.process(TOPIC, 0, o, v, T0 + o, T0, headers=h) for o, v, h in messages[2:]]
     sent = [o.audit for o in first] + [o.audit for o in again]
     assert again[0].audit == first[2].audit
     result = audit.verify(as_topic([r for r in sent if r is not None]))
@@ -115,7 +115,7 @@ def test_a_replay_after_a_crash_recomputes_identical_records_read_as_duplicates(
 
 def test_the_record_of_an_applied_message_is_found_in_its_delta_for_a_resend() -> None:
     [offset, value, headers] = accepted_messages(1)[0]
-    outcome = Processor(CODEC, keyring=KEYRING).process(TOPIC, 0, offset, value, T0, T0, headers)
+    outcome = Processor(CODEC, keyring=KEYRING).process(TOPIC, 0, offset, value, T0, T0, headers=headers)
     assert outcome.delta is not None
     assert audit.record_of_delta(outcome.delta) == outcome.audit
 
@@ -125,7 +125,7 @@ def test_one_chain_per_source_partition() -> None:
     sent = []
     for partition in (0, 1):
         for offset, value, headers in accepted_messages(3):
-            sent.append(proc.process(TOPIC, partition, offset, value, T0, T0, headers).audit)
+            sent.append(proc.process(TOPIC, partition, offset, value, T0, T0, headers=headers).audit)
     result = audit.verify(as_topic([r for r in sent if r is not None]))
     assert result.ok and set(result.chains) == {f"{TOPIC}:0", f"{TOPIC}:1"}
 

@@ -24,7 +24,7 @@ def processor() -> Processor:
 
 
 def run(proc: Processor, value: bytes, headers: Any, offset: int = 0, topic: str = "lienthong.welfare") -> Outcome:
-    return proc.process(topic, 0, offset, value, T0, T0, headers)
+    return proc.process(topic, 0, offset, value, T0, T0, headers=headers)
 
 
 def welfare(n: int = 0, **changes: Any) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def test_both_key_ids_of_a_rotation_are_counted() -> None:
 
 def test_with_verification_off_unsigned_messages_count() -> None:
     value = CODEC.encode(welfare(1))
-    assert Processor(CODEC).process("lienthong.welfare", 0, 0, value, T0, T0, None).accepted == {"LABOUR": 1}
+    assert Processor(CODEC).process("lienthong.welfare", 0, 0, value, T0, T0, headers=None).accepted == {"LABOUR": 1}
 
 
 CASES = list(planted(CODEC))
