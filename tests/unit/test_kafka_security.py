@@ -112,3 +112,28 @@ def test_the_faust_app_gets_sasl_credentials(scram: None, tmp_path: Path) -> Non
     credentials = hub.app.conf.broker_credentials
     assert isinstance(credentials, type(faust_credentials())) and credentials.username == "worker"
     assert credentials.mechanism.value == "SCRAM-SHA-512" and credentials.protocol.value == "SASL_PLAINTEXT"
+
+
+CLIENTS = {"KafkaProducer", "KafkaConsumer", "KafkaAdminClient", "AIOKafkaConsumer", "AIOKafkaProducer", "App"}
+SECURED_BY = {"kafka_python_config", "aiokafka_config"}
+
+
+def test_every_kafka_client_the_hub_makes_is_given_the_security_settings() -> None:
+    """A new client added without them would reach a SASL broker as nobody: caught here, by reading the code."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    unsecured = []
+    for package in ("lienthong", "connectors", "streams"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if name not in CLIENTS or (name == "App" and "faust" not in ast.unparse(node.func)):
+                    continue
+                spread = {ast.unparse(k.value.func) for k in node.keywords
+                          if k.arg is None and isinstance(k.value, ast.Call)}
+                if not spread & SECURED_BY and "broker_credentials" not in {k.arg for k in node.keywords}:
+                    unsecured.append(f"{path.relative_to(root)}:{node.lineno} {name}")
+    assert not unsecured, unsecured
