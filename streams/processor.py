@@ -14,12 +14,15 @@ from typing import Any
 
 from schemas.codec import EventCodec
 from schemas.errors import ContractError
+from schemas.signing import Headers, Keyring, Proof
 from schemas.validation import validate
+from streams import audit
 from streams.clock import local_day
 from streams.clocks import CLOCKED_TOPICS, advance_clocks, clock_of
 from streams.counting import count_event
 from streams.flags import BaseRule, FlagRule, SourcePosition, default_rules
 from streams.flags.tallies import agency_of_topic
+from streams.redaction import DeadLetterRedactor
 from streams.scorecard import DEADLETTER_PREFIX, delay_counter
 from streams.state import DEFAULT_DEADLINE_STEP, Change, Delta, PartitionState
 
@@ -53,6 +56,10 @@ class DeadLetter:
     error: ContractError
     where: SourcePosition
     batch_index: int | None = None
+    #: ID-shaped values replaced in the value and reason (see ``streams.redaction``).
+    redacted: int = 0
+    #: Who signed the message, when the signature was good (the refusal is about its content).
+    proof: Proof | None = None
 
     def headers(self) -> list[tuple[str, bytes]]:
         headers = [
@@ -64,6 +71,10 @@ class DeadLetter:
         ]
         if self.batch_index is not None:
             headers.append(("lienthong.source.batch_index", str(self.batch_index).encode()))
+        headers.append(("lienthong.redacted", str(self.redacted).encode()))
+        if self.proof is not None:
+            headers.append(("lienthong.source.agency", self.proof.agency.encode()))
+            headers.append(("lienthong.source.key_id", self.proof.key_id.encode()))
         return headers
 
     def record(self) -> dict[str, Any]:
@@ -84,6 +95,8 @@ class Outcome:
     flag_changes: list[dict[str, Any]] = field(default_factory=list)
     accepted: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
+    #: The audit record of an accepted message (``streams.audit``), for ``lienthong.audit``.
+    audit: dict[str, Any] | None = None
 
 
 class Processor:
@@ -91,6 +104,9 @@ class Processor:
         self,
         codec: EventCodec | None = None,
         rules: list[FlagRule] | None = None,
+        *,
+        keyring: Keyring | None = None,
+        redactor: DeadLetterRedactor | None = None,
         deadline_step: int = DEFAULT_DEADLINE_STEP,
         dedupe_horizon_days: float = DEFAULT_DEDUPE_HORIZON_DAYS,
     ) -> None:
@@ -99,6 +115,10 @@ class Processor:
         #: Due deadlines one message reconciles at most (``LIENTHONG_DEADLINE_STEP``).
         self.deadline_step = max(1, deadline_step)
         self.dedupe_horizon_ms = int(dedupe_horizon_days * 86_400_000)
+        #: Verifies each message's signature before anything counts; ``None``: verification off.
+        self.keyring = keyring
+        #: Cleans every dead letter of ID numbers (masking only, unless given the pseudonym key).
+        self.redactor = redactor or DeadLetterRedactor(self.codec)
         self.states: dict[int, PartitionState] = {}
         #: event type → the ``on_event`` hooks that react to it (see ``event_hooks``)
         self._hooks: dict[str, list[Callable[[Event, Change], None]]] = {}
@@ -154,7 +174,8 @@ class Processor:
         change.count(DEADLETTER_PREFIX + (agency_of_topic(where.topic) or "UNKNOWN"), "", day)
 
     def _beyond_horizon(
-        self, event: Event, where: SourcePosition, batch_index: int | None, change: Change, outcome: Outcome
+        self, event: Event, where: SourcePosition, batch_index: int | None, proof: Proof | None,
+        change: Change, outcome: Outcome,
     ) -> None:
         """An event older than the dedupe horizon behind its topic's newest event time.
 
@@ -170,7 +191,8 @@ class Processor:
             event["event_type"],
         )
         dead = DeadLetter(self.codec.encode(event, check=False), error, where, batch_index=batch_index)
-        outcome.dead_letters.append(dead)
+        dead.proof = proof
+        outcome.dead_letters.append(self.redact(dead))
         change.count("events_beyond_horizon", event["ward_code"], local_day(event["occurred_at"]))
         self._count_refused(change, where)
         for rule in self.rules:
@@ -201,13 +223,19 @@ class Processor:
         for rule in self.rules:
             rule.on_watermark(watermark, change)
 
-    def decode(self, value: bytes, where: SourcePosition) -> tuple[list[Event], list[DeadLetter]]:
-        """Valid events of a message; refused ones (or the whole message) as dead letters."""
-        events, dead, _ = self.decode_indexed(value, where)
+    def decode(
+        self, value: bytes, where: SourcePosition, agency: str | None = None
+    ) -> tuple[list[Event], list[DeadLetter]]:
+        """Valid events of a message; refused ones (or the whole message) as dead letters.
+
+        With ``agency`` (the proven signer), an event whose ``source`` is another
+        agency is refused too: a key proves only its own agency's events.
+        """
+        events, dead, _ = self.decode_indexed(value, where, agency)
         return events, dead
 
     def decode_indexed(
-        self, value: bytes, where: SourcePosition
+        self, value: bytes, where: SourcePosition, agency: str | None = None
     ) -> tuple[list[Event], list[DeadLetter], list[int] | None]:
         """As :meth:`decode`, with each valid event's index in its batch (None: not a batch)."""
         try:
@@ -216,18 +244,51 @@ class Processor:
             return [], [DeadLetter(value, exc, where)], None
         if sv.name != "EventBatch":
             try:
-                return [validate(self.codec.event_of(sv, record))], [], None
+                return [_signed_by(validate(self.codec.event_of(sv, record)), agency)], [], None
             except ContractError as exc:
                 return [], [DeadLetter(value, exc, where)], None
         events, dead, indexes = [], [], []
         decode_item = self.codec.decode_item
         for index, item in enumerate(record["events"]):
             try:
-                events.append(validate(decode_item(item)))
+                events.append(_signed_by(validate(decode_item(item)), agency))
                 indexes.append(index)
             except ContractError as exc:
                 dead.append(DeadLetter(item, exc, where, batch_index=index))
         return events, dead, indexes
+
+    def verified_decode(
+        self, value: bytes, where: SourcePosition, headers: Headers | None
+    ) -> tuple[list[Event], list[DeadLetter], Proof | None]:
+        """:meth:`decode` after the signature check; every dead letter cleaned of ID numbers.
+
+        A message whose signature is missing, unknown or wrong is refused whole:
+        nothing in it is proven. The proof is ``None`` when verification is off.
+        """
+        events, dead, proof, _ = self.verified_decode_indexed(value, where, headers)
+        return events, dead, proof
+
+    def verified_decode_indexed(
+        self, value: bytes, where: SourcePosition, headers: Headers | None
+    ) -> tuple[list[Event], list[DeadLetter], Proof | None, list[int] | None]:
+        """As :meth:`verified_decode`, with each valid event's index in its batch (None: not a batch)."""
+        proof = None
+        if self.keyring is not None:
+            try:
+                proof = self.keyring.verify(value, headers)
+            except ContractError as exc:
+                return [], [self.redact(DeadLetter(value, exc, where))], None, None
+        events, dead, indexes = self.decode_indexed(value, where, proof.agency if proof else None)
+        for letter in dead:
+            letter.proof = proof
+        return events, [self.redact(letter) for letter in dead], proof, indexes
+
+    def redact(self, letter: DeadLetter) -> DeadLetter:
+        value, found = self.redactor.value(letter.value)
+        error = self.redactor.error(letter.error)
+        letter.redacted = found + (error is not letter.error)
+        letter.value, letter.error = value, error
+        return letter
 
     def process(
         self,
@@ -238,6 +299,7 @@ class Processor:
         timestamp: int,
         now_ms: int | None = None,
         idle: Collection[str] | None = None,
+        headers: Headers | None = None,
     ) -> Outcome:
         """Apply one message to its partition's state, unless it was applied before.
 
@@ -245,7 +307,8 @@ class Processor:
         a dead letter); ``now_ms`` the wall clock, only for agency liveness.
         ``idle``: topics of this partition caught up and quiet, whose clocks may
         follow the others (``None``: every topic, nothing unread anywhere, as in a
-        live run); see :mod:`streams.clocks`.
+        live run); see :mod:`streams.clocks`. ``headers``: the message's Kafka
+        headers (its signature).
         """
         state = self.state(partition)
         if state.is_applied(topic, offset):
@@ -253,7 +316,9 @@ class Processor:
         where = SourcePosition(topic, partition, offset, timestamp)
         change = state.begin(topic, offset, self.deadline_step)
         outcome = Outcome()
-        events, outcome.dead_letters, indexes = self.decode_indexed(value, where)
+        events, outcome.dead_letters, proof, indexes = self.verified_decode_indexed(value, where, headers)
+        if events or proof is not None:
+            outcome.audit = audit.append(change, where, value, proof, events)
         for dead in outcome.dead_letters:
             self._count_dead_letter(dead, change)
         watermark = state.watermark
@@ -268,7 +333,8 @@ class Processor:
         for position, event in enumerate(events):
             at = event["occurred_at"]
             if at < oldest:
-                self._beyond_horizon(event, where, None if indexes is None else indexes[position], change, outcome)
+                self._beyond_horizon(event, where, None if indexes is None else indexes[position], proof, change,
+                                     outcome)
                 continue
             if at > newest_any:
                 newest_any = at
@@ -319,3 +385,7 @@ class Processor:
         return outcome
 
 
+def _signed_by(event: Event, agency: str | None) -> Event:
+    if agency is not None and event["source"] != agency:
+        raise ContractError("source", f"the message is signed by {agency}, not {event['source']}", event["event_type"])
+    return event
