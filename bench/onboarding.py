@@ -91,6 +91,26 @@ def largest_records(bootstrap: str, topics: list[str]) -> dict[str, int]:
     return out
 
 
+def use_bench_keys() -> None:
+    """Signing keys and a pseudonym key for the bench's own broker, unless the operator gave some
+    (as ``bench.throughput`` does): workers refuse to start without them. The keys
+    live in a temporary directory removed when the bench ends."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from bench.workload import BENCH_KEY
+    from schemas.signing import generate_keyring_file
+
+    if "LIENTHONG_SIGNING_KEYS" not in os.environ:
+        keys = Path(tempfile.mkdtemp(prefix="lienthong-bench-keys-"))
+        atexit.register(shutil.rmtree, keys, True)
+        os.environ["LIENTHONG_SIGNING_KEYS"] = str(generate_keyring_file(keys / "signing-keys.json"))
+    os.environ.setdefault("LIENTHONG_PSEUDONYM_KEY", BENCH_KEY.decode())
+
+
 def run_variant(cards: int, label: str, env: dict[str, str], idle_s: float, say: Any) -> dict[str, Any]:
     """One worker on a fresh broker through the onboarding backlog; its figures."""
     import shutil
@@ -105,6 +125,7 @@ def run_variant(cards: int, label: str, env: dict[str, str], idle_s: float, say:
     from schemas.topics import AGGREGATES, ALERTS
 
     data_dir = Path(tempfile.mkdtemp(prefix="lienthong-onboarding-"))
+    use_bench_keys()
     figures: dict[str, Any] = {"variant": label}
     try:
         with EmbeddedBroker() as broker:

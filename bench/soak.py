@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.onboarding import DAY_MS, JULY_MS, id_card, largest_records
+from bench.onboarding import DAY_MS, JULY_MS, id_card, largest_records, use_bench_keys
 from bench.throughput import BACKFILL_LINGER_S, PARTITIONS, BenchWorker, bare_consume
 from connectors.sdk import Publisher
 from lienthong.broker import EmbeddedBroker
@@ -102,6 +102,7 @@ def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str,
     """The soak run; prints as it goes and returns the figures."""
     figures: dict[str, Any] = {"events": events, "steps": [], "restarts": []}
     data_dir = Path(tempfile.mkdtemp(prefix="lienthong-soak-"))
+    use_bench_keys()
     try:
         with EmbeddedBroker() as broker:
             ensure_topics(broker.bootstrap, PARTITIONS)
