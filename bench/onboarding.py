@@ -82,7 +82,7 @@ def largest_records(bootstrap: str, topics: list[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for topic in topics:
         consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                 consumer_timeout_ms=3000, max_partition_fetch_bytes=64 * 1024 * 1024,
+                                 consumer_timeout_ms=10_000, max_partition_fetch_bytes=64 * 1024 * 1024,
                                  fetch_max_bytes=64 * 1024 * 1024)
         try:
             out[topic] = max((len(m.key or b"") + len(m.value or b"") for m in consumer), default=0)

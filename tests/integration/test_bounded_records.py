@@ -41,7 +41,7 @@ def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, max_partition_fetch_bytes=16 * 1024 * 1024)
+                             consumer_timeout_ms=10_000, max_partition_fetch_bytes=16 * 1024 * 1024)
     try:
         return [(m.key or b"", m.value or b"") for m in consumer]
     finally:
