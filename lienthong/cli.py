@@ -26,6 +26,19 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
 
 
+def _broker_after_command(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """``lienthong import FILE --broker X`` means the same as ``lienthong --broker X import FILE``."""
+    if value:
+        ctx.obj = _settings(ctx).with_(broker=value)
+
+
+#: ``--broker`` accepted after the subcommand too, on every command that talks to a broker.
+broker_option = click.option(
+    "--broker", "broker_", default=None, expose_value=False, callback=_broker_after_command,
+    help="Kafka bootstrap servers (overrides LIENTHONG_BROKER and a --broker before the command).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--broker", envvar="LIENTHONG_BROKER", default="", help="Kafka bootstrap servers (host:port,...). Empty: embedded broker.")
 @click.option("--log-level", envvar="LIENTHONG_LOG_LEVEL", default="INFO", show_default=True)
@@ -70,6 +83,7 @@ def broker(port: int, host: str) -> None:
 
 
 @main.command()
+@broker_option
 @click.option("--name", default=None, help="Worker name (data dir and logs); default host-pid.")
 @click.option("--web-port", type=int, envvar="LIENTHONG_WEB_PORT", default=6066, show_default=True)
 @click.pass_context
@@ -83,6 +97,7 @@ def worker(ctx: click.Context, name: str | None, web_port: int) -> None:
 
 
 @main.command("import")
+@broker_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--agency", required=True, type=click.Choice(AGENCIES), help="The agency whose export this is.")
 @click.option("--batch-size", type=int, default=500, show_default=True, help="Events per Kafka message (1: one event per message).")
@@ -120,6 +135,7 @@ def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progre
 
 
 @main.command()
+@broker_option
 @click.option("--seed", type=int, default=6, show_default=True, help="Same seed, same traffic.")
 @click.option("--rate", type=float, default=200.0, show_default=True, help="Events per second (wall clock).")
 @click.option("--duration", type=float, default=None, help="Seconds to run (wall clock).")
@@ -150,6 +166,7 @@ def simulate(ctx: click.Context, seed: int, rate: float, duration: float | None,
 
 
 @main.command()
+@broker_option
 @click.option("--port", type=int, envvar="LIENTHONG_GATEWAY_PORT", default=6070, show_default=True)
 @click.option("--credentials", type=click.Path(path_type=Path), default=None,
               help="JSON file of agency credentials (else LIENTHONG_GATEWAY_CREDENTIALS).")
@@ -165,6 +182,7 @@ def gateway(ctx: click.Context, port: int, credentials: Path | None) -> None:
 
 
 @main.command()
+@broker_option
 @click.option("--dsn", required=True, envvar="LIENTHONG_OUTBOX_DSN", help="PostgreSQL DSN of the agency database.")
 @click.option("--agency", required=True, type=click.Choice(AGENCIES))
 @click.option("--table", default="outbox", show_default=True)
@@ -182,6 +200,7 @@ def outbox(ctx: click.Context, dsn: str, agency: str, table: str, interval: floa
 
 
 @main.command()
+@broker_option
 @click.option("--url", default=None, help="Worker base URL (default http://127.0.0.1:$LIENTHONG_WEB_PORT).")
 @click.pass_context
 def status(ctx: click.Context, url: str | None) -> None:
@@ -243,6 +262,7 @@ def bench(ctx: click.Context, events: int, batch_size: int, workers: int) -> Non
 
 
 @main.command()
+@broker_option
 @click.option("--rate", type=float, default=300.0, show_default=True, help="Simulated events per second.")
 @click.option("--web-port", type=int, envvar="LIENTHONG_WEB_PORT", default=6066, show_default=True)
 @click.option("--gateway-port", type=int, envvar="LIENTHONG_GATEWAY_PORT", default=6070, show_default=True)
