@@ -17,7 +17,7 @@ import csv
 import re
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -120,7 +120,7 @@ def _not_utf8(value: str) -> str | None:
     return f"byte 0x{byte:02X} at character {found.start() + 1} is not valid UTF-8 (save the file as UTF-8)"
 
 
-def _check_header(fieldnames: list[str] | None) -> BadRow | None:
+def _check_header(fieldnames: Sequence[str] | None) -> BadRow | None:
     """The one message for a header no row can be imported under."""
     if not fieldnames:
         expected = ", ".join(REQUIRED_COLUMNS)
