@@ -60,8 +60,8 @@ def city_day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(CITY_ZONE).date().isoformat()
 
 
-def _rate(part: int, whole: int) -> float:
-    return round(part / whole, 6) if whole else 0.0
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 6) if whole else None
 
 
 def _unique(events: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -76,6 +76,8 @@ def lag_by_topic(metrics_text: str) -> dict[str, int]:
 
 
 def _fmt(name: str, value: Any) -> str:
+    if value is None:  # a rate with no denominator
+        return "—"
     if isinstance(value, float) and ("rate" in name or "share" in name):
         return f"{value:.1%}"
     return f"{value:,}"

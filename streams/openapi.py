@@ -34,7 +34,8 @@ def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 
 
 def _rate() -> dict[str, Any]:
-    return {"type": "number", "minimum": 0, "maximum": 1}
+    return {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+            "description": "0..1; null when there is nothing to divide by (no data is not 0 %)."}
 
 
 def _count() -> dict[str, Any]:
@@ -207,6 +208,10 @@ def openapi_document() -> dict[str, Any]:
                       "description": "The city dashboard page (HTML; assets under /static/).",
                       "responses": {"200": {"description": "HTML page",
                                             "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/favicon.ico": {"get": {"summary": "Icon", "tags": ["dashboard"],
+                                 "description": "The dashboard's icon (32 px).",
+                                 "responses": {"200": {"description": "ICO image",
+                                                       "content": {"image/x-icon": {"schema": {"type": "string"}}}}}}},
         "/api/kpis": _get("City KPIs", "The KPIs of DESIGN.md for the city, a ward and/or a day.",
                           _json("KPIs", _ref("KpisResponse")), [ward, day]),
         "/api/counters": _get("Counters", "Raw counters (metric × ward × local day), filtered.",

@@ -248,6 +248,12 @@ async def dashboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+async def favicon(request: web.Request) -> web.FileResponse:
+    """Browsers ask for /favicon.ico whatever the page says; answer rather than log 404s."""
+    return web.FileResponse(STATIC_DIR / "favicon.ico",
+                            headers={"Content-Type": "image/x-icon", "Cache-Control": "max-age=86400"})
+
+
 # -- server-sent events ------------------------------------------------------------
 def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
@@ -313,6 +319,7 @@ def build_web_app(hub: Hub) -> web.Application:
     app = web.Application(middlewares=[refuse_bad_filters])
     app[HUB_KEY] = hub
     app.router.add_get("/", dashboard)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/kpis", kpis)
     app.router.add_get("/api/counters", counters)

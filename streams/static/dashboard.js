@@ -16,8 +16,16 @@ const FLAG_LABELS = {
   DUPLICATE_EVENT: "Sự kiện trùng", LATE_EVENT: "Sự kiện trễ", AGENCY_SILENT: "Cơ quan im lặng",
 };
 const CHART_MINUTES = 30;
+// Hub health: above these the tile asks for attention (a backlog, or more refused than a stray message).
+const HEALTH_LAG_WARN = 1000;
+const HEALTH_DEAD_RATE_WARN = 0.01;
+const NO_DATA = "—"; // a rate with nothing to divide by (the API answers null)
 const numberFmt = new Intl.NumberFormat("vi-VN");
 const pctFmt = new Intl.NumberFormat("vi-VN", { style: "percent", maximumFractionDigits: 1 });
+// Every time on the page is the city's local time, whatever the viewer's machine says.
+const CITY_TZ = "Asia/Ho_Chi_Minh";
+const timeFmt = new Intl.DateTimeFormat("vi-VN", { timeZone: CITY_TZ, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+const dateTimeFmt = new Intl.DateTimeFormat("vi-VN", { timeZone: CITY_TZ, dateStyle: "short", timeStyle: "short" });
 
 const state = { kpis: null, minutes: new Map(), flags: new Map() };
 
@@ -41,7 +49,7 @@ function renderKpis(body) {
     const path = el.dataset.kpi;
     const v = pick(kpis, path);
     if (v === undefined) continue;
-    const text = el.dataset.format === "pct" ? pctFmt.format(v) : numberFmt.format(v);
+    const text = v === null ? NO_DATA : el.dataset.format === "pct" ? pctFmt.format(v) : numberFmt.format(v);
     if (el.textContent !== text) {
       el.textContent = text;
       if (before && pick(before, path) !== v) {
@@ -51,14 +59,57 @@ function renderKpis(body) {
       }
     }
   }
-  for (const el of document.querySelectorAll("[data-share]")) {
+  for (const el of document.querySelectorAll("[data-share]")) { // null (no data): an empty meter
     el.style.width = `${Math.round(100 * (pick(kpis, el.dataset.share) || 0))}%`;
   }
   for (const el of document.querySelectorAll("[data-ratio]")) {
     const [a, b] = el.dataset.ratio.split("/").map((p) => pick(kpis, p) || 0);
     el.style.width = `${b ? Math.round((100 * a) / b) : 0}%`;
   }
-  $("#as-of").textContent = `as of ${new Date(body.as_of).toLocaleString("vi-VN")}`;
+  $("#as-of").textContent = `cập nhật · as of ${dateTimeFmt.format(new Date(body.as_of))} (GMT+7)`;
+  renderHealth();
+}
+
+// -- hub health: lag, dead-letter rate, silent agencies, worker state ----------------
+const health = { worker: null, silent: null };
+
+async function refreshHealth() {
+  const r = await fetch("/healthz", { cache: "no-store" });
+  let body = {};
+  try { body = await r.json(); } catch (e) { body = {}; }
+  health.worker = { ok: r.ok && body.status === "ok", status: body.status || `HTTP ${r.status}`,
+                    reason: body.reason || "", lag: body.consumer_lag };
+  const silent = await getJSON("/api/flags?type=AGENCY_SILENT&status=OPEN&limit=1");
+  health.silent = silent.total ?? silent.flags.length;
+  renderHealth();
+}
+
+function deadLetterRate(k) {
+  const all = (k.events_total || 0) + (k.events_dead_lettered || 0);
+  return all ? k.events_dead_lettered / all : null;
+}
+
+function renderHealth() {
+  const k = state.kpis, w = health.worker;
+  if (!k || !w) return;
+  const dead = deadLetterRate(k);
+  const problems = [];
+  if (!w.ok) problems.push("worker");
+  if (w.lag > HEALTH_LAG_WARN) problems.push("lag");
+  if (dead !== null && dead > HEALTH_DEAD_RATE_WARN) problems.push("dead");
+  if (health.silent) problems.push("silent");
+  const st = !w.ok ? "bad" : problems.length ? "warn" : "ok";
+  const el = $("#health-state");
+  el.dataset.state = st;
+  el.textContent = { ok: "Ổn định · healthy", warn: "Cần chú ý · attention", bad: "Sự cố · failing" }[st];
+  $("#health-lag").textContent = w.lag == null ? NO_DATA : `${numberFmt.format(w.lag)} msg`;
+  $("#health-dead").textContent = dead === null ? NO_DATA : pctFmt.format(dead);
+  $("#health-silent").textContent = health.silent == null ? NO_DATA : numberFmt.format(health.silent);
+  $("#health-worker").textContent = w.ok ? "ok" : `${w.status}${w.reason ? `: ${w.reason}` : ""}`;
+  $("#health-worker").title = w.reason;
+  for (const [id, name] of [["#health-lag", "lag"], ["#health-dead", "dead"], ["#health-silent", "silent"], ["#health-worker", "worker"]]) {
+    $(id).classList.toggle("warn", problems.includes(name));
+  }
 }
 
 // -- wards and agencies (polled: they change with every tile update) ------------
@@ -150,6 +201,7 @@ function drawChart() {
     ctx.textAlign = "right"; ctx.fillText(numberFmt.format(Math.round((top * i) / 4)), left - 6, y + 4);
   }
   const barW = plotW / minutes.length;
+  let labelsRight = 0; // right edge of the rightmost time label, for the layout test
   minutes.forEach((m, i) => {
     let y = 8 + plotH;
     const bucket = state.minutes.get(m) || {};
@@ -162,11 +214,16 @@ function drawChart() {
       y -= bh;
     }
     if (i % 5 === 4 || i === minutes.length - 1) {
-      ctx.fillStyle = "#8ea0b3"; ctx.textAlign = "center";
-      const d = new Date(m * 1000);
-      ctx.fillText(`${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`, left + (i + 0.5) * barW, h - 6);
+      ctx.fillStyle = "#8ea0b3"; ctx.textAlign = "left";
+      const label = timeFmt.format(new Date(m * 1000));
+      const half = ctx.measureText(label).width / 2;
+      // centred under its bar, but never past the canvas edge (the last label was clipped on phones)
+      const x = Math.min(left + (i + 0.5) * barW - half, w - 2 * half - 1);
+      ctx.fillText(label, x, h - 6);
+      labelsRight = Math.max(labelsRight, x + 2 * half);
     }
   });
+  canvas.dataset.labelsRight = String(Math.ceil(labelsRight));
 }
 
 function renderLegend() {
@@ -218,12 +275,14 @@ async function start() {
   renderLegend();
   const loads = [
     getJSON("/api/kpis").then(renderKpis), refreshWards(), refreshAgencies(), refreshFlags(), loadThroughput(),
+    refreshHealth(),
   ];
   await Promise.allSettled(loads);
   connect();
   window.addEventListener("resize", drawChart);
   setInterval(drawChart, 15000); // the time axis moves even when the city is quiet
   setInterval(() => refreshFlags().catch(() => {}), 30000);
+  setInterval(() => refreshHealth().catch(() => {}), 5000);
 }
 
 start();
