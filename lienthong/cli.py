@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import click
+import structlog
 
 from lienthong import logs
 from lienthong.settings import Settings
@@ -136,7 +137,8 @@ def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progre
 
 @main.command()
 @broker_option
-@click.option("--seed", type=int, default=6, show_default=True, help="Same seed, same traffic.")
+@click.option("--seed", type=int, default=None,
+              help="Same seed, same traffic (and the same event ids). Default: a fresh seed each run, printed.")
 @click.option("--rate", type=float, default=200.0, show_default=True, help="Events per second (wall clock).")
 @click.option("--duration", type=float, default=None, help="Seconds to run (wall clock).")
 @click.option("--events", type=int, default=None, help="Stop after this many events.")
@@ -147,10 +149,22 @@ def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progre
               help="Write the city (--events records) as one CSV export per agency into this folder; publish nothing.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
-def simulate(ctx: click.Context, seed: int, rate: float, duration: float | None, events: int | None,
+def simulate(ctx: click.Context, seed: int | None, rate: float, duration: float | None, events: int | None,
              days: float, start: str, batch_size: int, csv_dir: Path | None, progress: bool) -> None:
-    """Publish realistic city traffic: every flow, chains, failures, late and duplicate events."""
+    """Publish realistic city traffic: every flow, chains, failures, late and duplicate events.
+
+    Each run draws a fresh seed unless --seed is given, so a second run (or a CSV
+    export imported next to a running demo) adds new events instead of repeating
+    the same event ids; the seed used is printed so a run can be replayed.
+    """
+    import secrets
+
     from connectors.simulator import export_csv, run_simulation
+
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    click.echo(f"seed {seed}  (same traffic again: --seed {seed})")
+    structlog.get_logger("lienthong.simulate").info("simulation_seed", seed=seed)
 
     if csv_dir is not None:
         if events is None:

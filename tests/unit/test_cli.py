@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 
 def test_every_command_that_talks_to_a_broker_takes_broker_after_it_too() -> None:
     from lienthong.cli import main
@@ -9,3 +12,29 @@ def test_every_command_that_talks_to_a_broker_takes_broker_after_it_too() -> Non
     for name in ("worker", "import", "simulate", "gateway", "outbox", "status", "demo"):
         options = {opt for param in main.commands[name].params for opt in getattr(param, "opts", [])}
         assert "--broker" in options, name
+
+
+def _simulate_csv(tmp_path: Path, *extra: str) -> tuple[str, bytes]:
+    from click.testing import CliRunner
+
+    from lienthong.cli import main
+
+    out = tmp_path / f"run-{len(list(tmp_path.iterdir()))}"
+    result = CliRunner().invoke(main, ["simulate", "--events", "50", "--csv", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return result.output, (out / "police.csv").read_bytes()
+
+
+def test_simulate_draws_a_fresh_seed_each_run_and_prints_it(tmp_path: Path) -> None:
+    first_out, first = _simulate_csv(tmp_path)
+    second_out, second = _simulate_csv(tmp_path)
+    seeds = [re.search(r"seed (\d+)", out).group(1) for out in (first_out, second_out)]  # type: ignore[union-attr]
+    assert seeds[0] != seeds[1]
+    assert first != second
+
+
+def test_simulate_with_a_seed_repeats_that_traffic_and_says_which(tmp_path: Path) -> None:
+    first_out, first = _simulate_csv(tmp_path, "--seed", "42")
+    _, again = _simulate_csv(tmp_path, "--seed", "42")
+    assert "seed 42" in first_out
+    assert first == again
