@@ -1,4 +1,4 @@
-"""The KPIs of DESIGN.md, computed from counters summed over partitions.
+"""The KPIs of docs/product.md, computed from counters summed over partitions.
 
 Rates are derived at read time from counts, never stored, so they stay exact
 under any filter (a ward, a day, or the whole city). A rate with nothing to divide

@@ -212,7 +212,7 @@ def openapi_document() -> dict[str, Any]:
                                  "description": "The dashboard's icon (32 px).",
                                  "responses": {"200": {"description": "ICO image",
                                                        "content": {"image/x-icon": {"schema": {"type": "string"}}}}}}},
-        "/api/kpis": _get("City KPIs", "The KPIs of DESIGN.md for the city, a ward and/or a day.",
+        "/api/kpis": _get("City KPIs", "The KPIs of docs/product.md for the city, a ward and/or a day.",
                           _json("KPIs", _ref("KpisResponse")), [ward, day]),
         "/api/counters": _get("Counters", "Raw counters (metric × ward × local day), filtered.",
                               _json("Counters", _ref("CountersResponse")), [metric, ward, day]),
