@@ -24,6 +24,7 @@ from aiohttp import web
 from schemas.topics import AGENCIES
 from schemas.wards import city_wards, ward_codes
 from streams.clock import iso_utc
+from streams.flag_pages import PageError, PageRequest, api_flag, page_of
 from streams.flags import FLAG_TYPES
 from streams.metrics import CONTENT_TYPE
 from streams.openapi import DAY_PATTERN, FLAG_STATUSES, openapi_document
@@ -127,7 +128,7 @@ async def refuse_bad_filters(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except FilterError as exc:
+    except (FilterError, PageError) as exc:
         return web.json_response(
             {"error": "invalid query parameter", "field": exc.field, "reason": exc.reason}, status=400
         )
@@ -176,17 +177,18 @@ async def counters(request: web.Request) -> web.Response:
 
 
 async def flags(request: web.Request) -> web.Response:
+    """Flags matching the filters, one page at a time (see :mod:`streams.flag_pages`)."""
     f = _filters(request, "status", "type", "agency", "ward")
-    rows = [
+    page = PageRequest.parse(request.query)
+    rows = (
         flag
         for flag in _hub(request).view.flags
         if (f["status"] is None or flag["status"] == f["status"])
         and (f["type"] is None or flag["type"] == f["type"])
         and (f["agency"] is None or flag["agency"] == f["agency"])
         and (f["ward"] is None or flag["ward_code"] == f["ward"])
-    ]
-    rows.sort(key=lambda fl: (fl["opened_at"], fl["flag_id"]))
-    return web.json_response({"as_of": _as_of(), "flags": rows})
+    )
+    return web.json_response({"as_of": _as_of(), **page_of(rows, page)})
 
 
 async def agencies(request: web.Request) -> web.Response:
@@ -231,7 +233,8 @@ async def wards(request: web.Request) -> web.Response:
 
 
 async def throughput(request: web.Request) -> web.Response:
-    minutes = _hub(request).metrics.throughput.rows()
+    minutes = [dict(row, minute=iso_utc(int(row["minute"]) * 1000))
+               for row in _hub(request).metrics.throughput.rows()]
     return web.json_response({"as_of": _as_of(), "agencies": list(AGENCIES), "minutes": minutes})
 
 
@@ -289,13 +292,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
             while message is not None:
                 pending.update(message.get("accepted") or {})
                 for flag in message.get("flags") or []:
-                    out += _sse("flag", flag)
+                    out += _sse("flag", api_flag(flag))
                 message = queue.get_nowait() if not queue.empty() else None
             now = loop.time()
             if now >= next_tick:
                 next_tick = now + STREAM_TICK_S
                 if pending:
-                    out += _sse("counts", {"at": int(time.time() * 1000), "by_agency": dict(pending)})
+                    out += _sse("counts", {"at": _as_of(), "by_agency": dict(pending)})
                     pending.clear()
                 body = _kpis_body(hub)
                 if body["kpis"] != last_kpis or now - last_kpis_at >= STREAM_KPIS_EVERY_S:

@@ -10,11 +10,21 @@ const AGENCY_LABELS = {
   POLICE: "Công an · police", SOCIAL_INSURANCE: "BHXH · social insurance", HEALTH: "Y tế · health",
   JUSTICE: "Tư pháp · justice", PORTAL: "Cổng DVC · portal", LABOUR: "LĐTBXH · labour",
 };
-const FLAG_LABELS = {
-  SYNC_FAILED: "Đồng bộ BHYT lỗi", SYNC_MISSING: "Chưa đồng bộ BHYT", INSURANCE_NOT_SHARED: "BHYT chưa chia sẻ",
-  CHAIN_STALLED: "Liên thông bị treo", PROCEDURE_OVERDUE: "Hồ sơ quá hạn", CONTRACT_VIOLATION: "Dữ liệu sai chuẩn",
-  DUPLICATE_EVENT: "Sự kiện trùng", LATE_EVENT: "Sự kiện trễ", AGENCY_SILENT: "Cơ quan im lặng",
+// Flag types: Vietnamese name, English name, and what the flag means in Vietnamese
+// (the rule's own detail, in English, follows it).
+const FLAG_TEXT = {
+  SYNC_FAILED: ["Đồng bộ BHYT lỗi", "insurance sync failed", "BHXH báo đồng bộ thẻ BHYT với CCCD không thành công."],
+  SYNC_MISSING: ["Chưa đồng bộ BHYT", "insurance sync missing", "Đã cấp CCCD nhưng BHXH chưa đồng bộ BHYT trong thời hạn."],
+  INSURANCE_NOT_SHARED: ["BHYT chưa chia sẻ", "insurance not shared", "Khám bệnh bằng CCCD nhưng không tra được thẻ BHYT của người đã có CCCD."],
+  CHAIN_STALLED: ["Liên thông bị treo", "chain stalled", "Một bước của thủ tục liên thông khai sinh/khai tử quá hạn chưa có."],
+  PROCEDURE_OVERDUE: ["Hồ sơ quá hạn", "procedure overdue", "Hồ sơ dịch vụ công chưa hoàn thành khi đến hạn."],
+  CONTRACT_VIOLATION: ["Dữ liệu sai chuẩn", "contract violation", "Dữ liệu gửi sai chuẩn, đã chuyển vào hàng thư lỗi (deadletter)."],
+  DUPLICATE_EVENT: ["Sự kiện trùng", "duplicate event", "Cơ quan gửi lại sự kiện đã nhận; chỉ tính một lần."],
+  LATE_EVENT: ["Sự kiện trễ", "late event", "Sự kiện đến hệ thống muộn so với thời điểm phát sinh."],
+  AGENCY_SILENT: ["Cơ quan im lặng", "agency silent", "Cơ quan không gửi dữ liệu hay tín hiệu hoạt động quá ngưỡng."],
 };
+const FLAG_STATUS_VI = { OPEN: "đang mở", RESOLVED: "đã xử lý", WITHDRAWN: "đã rút" };
+const FLAGS_SHOWN = 40;
 const CHART_MINUTES = 30;
 // Hub health: above these the tile asks for attention (a backlog, or more refused than a stray message).
 const HEALTH_LAG_WARN = 1000;
@@ -25,9 +35,9 @@ const pctFmt = new Intl.NumberFormat("vi-VN", { style: "percent", maximumFractio
 // Every time on the page is the city's local time, whatever the viewer's machine says.
 const CITY_TZ = "Asia/Ho_Chi_Minh";
 const timeFmt = new Intl.DateTimeFormat("vi-VN", { timeZone: CITY_TZ, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
-const dateTimeFmt = new Intl.DateTimeFormat("vi-VN", { timeZone: CITY_TZ, dateStyle: "short", timeStyle: "short" });
+const dateTimeFmt = new Intl.DateTimeFormat("vi-VN", { timeZone: CITY_TZ, day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 
-const state = { kpis: null, minutes: new Map(), flags: new Map() };
+const state = { kpis: null, minutes: new Map(), flags: new Map(), flagCounts: {} };
 
 function $(sel) { return document.querySelector(sel); }
 function esc(s) {
@@ -146,27 +156,44 @@ async function refreshAgencies() {
 }
 
 // -- flags --------------------------------------------------------------------------
+// UTC ISO times inside a rule's English detail, shown in the city's local time too.
+const ISO_UTC = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z/g;
+function localTime(iso) { return dateTimeFmt.format(new Date(iso)); }
+function localizeDetail(text) { return text.replace(ISO_UTC, (iso) => localTime(iso)); }
+function flagName(type) { return (FLAG_TEXT[type] || [type, ""])[0]; }
+
 function renderFlags() {
+  $("#flag-types").innerHTML = Object.entries(state.flagCounts).sort((a, b) => b[1] - a[1])
+    .map(([t, n]) => `<span class="chip" title="${esc((FLAG_TEXT[t] || [t, t])[1])}">${esc(flagName(t))}<b>${numberFmt.format(n)}</b></span>`).join("");
   const open = [...state.flags.values()].filter((f) => f.status === "OPEN");
-  const byType = {};
-  for (const f of open) byType[f.type] = (byType[f.type] || 0) + 1;
-  $("#flag-types").innerHTML = Object.entries(byType).sort((a, b) => b[1] - a[1])
-    .map(([t, n]) => `<span class="chip" title="${esc(t)}">${esc(FLAG_LABELS[t] || t)}<b>${numberFmt.format(n)}</b></span>`).join("");
-  open.sort((a, b) => b.opened_at - a.opened_at);
+  open.sort((a, b) => Date.parse(b.opened_at) - Date.parse(a.opened_at));
   $("#flags").innerHTML = open.length
-    ? open.slice(0, 40).map((f) => `<li>
-        <span class="t">${esc(FLAG_LABELS[f.type] || f.type)}</span> · ${esc(AGENCY_LABELS[f.agency] || f.agency)}
-        <span class="where">· ${esc(f.ward_code || "city")} · ${new Date(f.opened_at).toLocaleString("vi-VN")}</span>
-        ${f.detail ? `<div>${esc(f.detail)}</div>` : ""}
-        ${f.evidence && f.evidence.length ? `<div class="ev">evidence: ${f.evidence.slice(0, 3).map(esc).join(", ")}${f.evidence.length > 3 ? " …" : ""}</div>` : ""}
-      </li>`).join("")
-    : `<li class="empty">No open flags.</li>`;
+    ? open.slice(0, FLAGS_SHOWN).map((f) => {
+        const [vi, en, meaning] = FLAG_TEXT[f.type] || [f.type, "", ""];
+        const ward = f.ward_code ? `${esc(f.ward_name || f.ward_code)} <span class="code">${esc(f.ward_code)}</span>` : "toàn thành phố · city";
+        return `<li data-flag-id="${esc(f.flag_id)}">
+        <div class="head"><span class="t">${esc(vi)}</span>${en ? ` <span class="en">${esc(en)}</span>` : ""} · ${esc(AGENCY_LABELS[f.agency] || f.agency)}</div>
+        <div class="where">${ward} · <time datetime="${esc(f.opened_at)}">${esc(localTime(f.opened_at))}</time></div>
+        ${meaning ? `<div class="vi">${esc(meaning)}</div>` : ""}
+        ${f.detail ? `<div class="en">${esc(localizeDetail(f.detail))}</div>` : ""}
+        ${f.evidence && f.evidence.length ? `<div class="ev">bằng chứng · evidence: ${f.evidence.slice(0, 3).map(esc).join(", ")}${f.evidence.length > 3 ? " …" : ""}</div>` : ""}
+      </li>`;
+      }).join("")
+    : `<li class="empty">Không có cảnh báo · no open flags.</li>`;
 }
 
 async function refreshFlags() {
-  const body = await getJSON("/api/flags?status=OPEN");
+  // newest open flags first, one page; the chips count every open flag (by_type covers all pages)
+  const body = await getJSON(`/api/flags?status=OPEN&order=desc&limit=${FLAGS_SHOWN}`);
   state.flags = new Map(body.flags.map((f) => [f.flag_id, f]));
+  state.flagCounts = body.by_type;
   renderFlags();
+}
+
+let flagRefresh = null;
+function scheduleFlagRefresh() {
+  if (flagRefresh) return;
+  flagRefresh = setTimeout(() => { flagRefresh = null; refreshFlags().catch(() => {}); }, 2000);
 }
 
 // -- chart: stacked bars of events per minute by agency -------------------------------
@@ -233,7 +260,7 @@ function renderLegend() {
 
 async function loadThroughput() {
   const body = await getJSON("/api/throughput");
-  state.minutes = new Map(body.minutes.map((row) => [row.minute, { ...row.by_agency }]));
+  state.minutes = new Map(body.minutes.map((row) => [Date.parse(row.minute) / 1000, { ...row.by_agency }]));
   drawChart();
 }
 
@@ -261,13 +288,14 @@ function connect() {
   source.addEventListener("kpis", (e) => { renderKpis(JSON.parse(e.data)); scheduleSideRefresh(); });
   source.addEventListener("counts", (e) => {
     const data = JSON.parse(e.data);
-    addCounts(Math.floor(data.at / 60000) * 60, data.by_agency);
+    addCounts(Math.floor(Date.parse(data.at) / 60000) * 60, data.by_agency);
     drawChart();
   });
   source.addEventListener("flag", (e) => {
     const flag = JSON.parse(e.data);
     if (flag.status === "OPEN") state.flags.set(flag.flag_id, flag); else state.flags.delete(flag.flag_id);
     renderFlags();
+    scheduleFlagRefresh(); // the counts by type come from the server
   });
 }
 

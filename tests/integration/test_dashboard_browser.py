@@ -172,3 +172,25 @@ def test_hub_health_tile_shows_lag_dead_letters_silence_and_worker_state(broker,
              what="the tile to ask for attention")
     assert page.inner_text("#health-dead").startswith("25")
     assert "warn" in (page.get_attribute("#health-dead", "class") or "")
+
+
+def test_a_flag_reads_in_vietnamese_first_in_city_time_with_its_ward_name(broker, workers, browser):
+    from schemas.wards import city_wards
+    from tests.integration.test_flags import publish
+    from tests.integration.test_web_api import failed_syncs
+
+    worker = workers()
+    ward = sorted(city_wards())[0]
+    publish(broker, *failed_syncs(1, [ward]))  # opened 2024-06-01T00:00Z = 07:00 in the city
+    wait_for(lambda: worker.get("/api/flags")["total"] == 1, 60, what="one flag")
+    page = browser.new_context(timezone_id="UTC", viewport=SIZES["desktop"]).new_page()  # a viewer abroad
+    page.goto(f"{worker.url}/")
+    item = page.locator("#flags li").first
+    wait_for(lambda: item.get_attribute("data-flag-id"), 30, what="the flag on the page")
+    head = item.locator(".head").inner_text()
+    assert head.index("Đồng bộ BHYT lỗi") < head.index("insurance sync failed")
+    where = item.locator(".where").inner_text()
+    assert city_wards()[ward] in where and ward in where
+    assert "07:00" in where and "01/06/2024" in where
+    assert item.locator(".vi").inner_text().startswith("BHXH")
+    assert "Đồng bộ BHYT lỗi" in page.inner_text("#flag-types")
