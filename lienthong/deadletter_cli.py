@@ -6,6 +6,8 @@ Thin click commands over :mod:`lienthong.deadletters` (reading, decoding, replay
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,17 @@ def _needs_broker(ctx: click.Context, command: str) -> str:
     return settings.broker
 
 
+@contextmanager
+def _broker_errors(bootstrap: str) -> Iterator[None]:
+    """A broker that cannot be reached is one clear line, not a kafka-python traceback."""
+    from kafka.errors import KafkaError
+
+    try:
+        yield
+    except KafkaError as exc:
+        raise click.ClickException(f"broker {bootstrap}: {type(exc).__name__}: {exc}") from None
+
+
 def _selection_options(f: Any) -> Any:
     for option in reversed([
         click.option("--agency", type=click.Choice(AGENCIES), default=None, help="Only this agency's dead letters."),
@@ -72,7 +85,9 @@ def deadletter_list(ctx: click.Context, agency: str | None, reason: str | None, 
     from lienthong.deadletters import read_all
 
     selection = _selection(agency, reason, field_, since, until)
-    letters = [letter for letter in read_all(_needs_broker(ctx, "list")) if selection.matches(letter)]
+    bootstrap = _needs_broker(ctx, "list")
+    with _broker_errors(bootstrap):
+        letters = [letter for letter in read_all(bootstrap) if selection.matches(letter)]
     for letter in letters:
         row = letter.summary()
         if as_json:
@@ -95,8 +110,10 @@ def deadletter_show(ctx: click.Context, letter_id: str, as_json: bool) -> None:
 
     from lienthong.deadletters import describe, read_one
 
+    bootstrap = _needs_broker(ctx, "show")
     try:
-        body = describe(read_one(_needs_broker(ctx, "show"), letter_id))
+        with _broker_errors(bootstrap):
+            body = describe(read_one(bootstrap, letter_id))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="ID") from None
     except KeyError:
@@ -148,7 +165,8 @@ def deadletter_replay(ctx: click.Context, letter_ids: tuple[str, ...], agency: s
             raise click.BadParameter(str(exc), param_hint="ID") from None
     settings = settings_of(ctx)
     bootstrap = _needs_broker(ctx, "replay")
-    letters = [letter for letter in read_all(bootstrap) if selection.matches(letter)]
+    with _broker_errors(bootstrap):
+        letters = [letter for letter in read_all(bootstrap) if selection.matches(letter)]
     corrected = None
     if file_ is not None:
         corrected = list(corrected_lines(file_.read_text(encoding="utf-8").splitlines()))
@@ -158,8 +176,9 @@ def deadletter_replay(ctx: click.Context, letter_ids: tuple[str, ...], agency: s
         missing = wanted - {letter.id for letter in letters}
         if missing:
             raise click.ClickException(f"no dead letter {', '.join(sorted(missing))}")
-    report = replay(bootstrap, settings.partitions, letters, corrected=corrected,
-                    pseudonymiser=Pseudonymiser(settings.resolved_pseudonym_key()), dry_run=dry_run)
+    with _broker_errors(bootstrap):
+        report = replay(bootstrap, settings.partitions, letters, corrected=corrected,
+                        pseudonymiser=Pseudonymiser(settings.resolved_pseudonym_key()), dry_run=dry_run)
     for problem in report.problems:
         click.echo(problem, err=True)
     for done in report.replayed:

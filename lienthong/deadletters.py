@@ -44,6 +44,8 @@ SIGNATURE_HEADERS = ("lienthong.signature",)
 #: How long the reader waits for more dead letters before it has read them all.
 #: (Tansu's end offsets run a few records short, so "all" is "nothing new for a while".)
 IDLE_MS = 1500
+#: How long to try to reach the broker before saying it is unreachable.
+BOOTSTRAP_TIMEOUT_MS = 10_000
 
 
 class ReplayRefused(Exception):
@@ -114,9 +116,11 @@ class DeadLetterRecord:
 def _consumer(bootstrap: str) -> Any:
     from kafka import KafkaConsumer
 
+    quick = ({"bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS}
+             if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG else {})  # kafka-python 3.x
     return KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", consumer_timeout_ms=IDLE_MS,
-                         client_id="lienthong-deadletter")
+                         client_id="lienthong-deadletter", **quick)
 
 
 def _record(message: Any) -> DeadLetterRecord:

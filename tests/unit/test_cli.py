@@ -38,3 +38,21 @@ def test_simulate_with_a_seed_repeats_that_traffic_and_says_which(tmp_path: Path
     _, again = _simulate_csv(tmp_path, "--seed", "42")
     assert "seed 42" in first_out
     assert first == again
+
+
+def test_deadletter_list_against_an_unreachable_broker_is_one_clear_error() -> None:
+    from click.testing import CliRunner
+
+    from lienthong.broker import free_port
+    from lienthong.cli import main
+
+    result = CliRunner().invoke(main, ["deadletter", "list", "--broker", f"127.0.0.1:{free_port()}"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: broker 127.0.0.1:") and "Traceback" not in result.output
+
+
+def test_status_shows_a_rate_with_no_denominator_as_a_dash() -> None:
+    from lienthong.status import _fmt
+
+    assert _fmt("procedures_on_time_rate", None) == "—"
+    assert _fmt("procedures_on_time_rate", 0.5) == "50.0%"
