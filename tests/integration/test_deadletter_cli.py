@@ -208,3 +208,25 @@ def test_a_corrected_line_that_is_still_wrong_is_reported_and_the_others_go(brok
     assert "line 2: ward_code:" in result.stderr and "line 3: line: not JSON" in result.stderr
     assert "1 replayed, 2 refused" in result.stdout
     wait_for(lambda: worker.kpis()["id_cards_issued"] == 1, 60, what="the one corrected card")
+
+
+def test_one_bad_item_of_a_batch_is_listed_with_its_index_and_its_correction_counts(broker, workers, tmp_path):
+    from kafka import KafkaProducer
+
+    worker = workers()
+    codec = EventCodec()
+    events = [card(T0 + i, citizen=900 + i) for i in range(3)]
+    events[1]["ward_code"] = "99999"
+    producer = KafkaProducer(bootstrap_servers=broker, acks="all")
+    producer.send(IDENTITY, key=b"batch", partition=0,
+                  value=codec.encode_batch([codec.encode(e, check=False) for e in events]))
+    producer.flush()
+    producer.close()
+    wait_for(lambda: worker.kpis()["id_cards_issued"] == 2 and worker.kpis()["events_dead_lettered"] == 1, 60,
+             what="two cards counted, one item dead-lettered")
+    (row,) = listed(broker, tmp_path)
+    assert row["source"].endswith("#1") and row["event"]["event_id"] == events[1]["event_id"]
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_text(json.dumps(dict(row, event=dict(row["event"], ward_code=WARD))) + "\n")
+    assert cli(broker, tmp_path, "replay", "--file", str(fixed)).returncode == 0
+    wait_for(lambda: worker.kpis()["id_cards_issued"] == 3, 60, what="the corrected item counted")
