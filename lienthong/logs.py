@@ -2,6 +2,10 @@
 
 A processor scrubs anything shaped like a 12-digit personal ID number, so a stray
 ``log.info(row=...)`` can never put one in a log line.
+
+Libraries log through the standard library (Faust and mode's timers, aiokafka,
+kafka-python's "blocking the event loop"); their records are rendered by the same
+processors, so every line a service writes is one JSON object.
 """
 
 from __future__ import annotations
@@ -24,10 +28,34 @@ def redact_id_numbers(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> 
     return event_dict
 
 
-def configure(level: str = "INFO", stream: Any = None) -> None:
-    logging.basicConfig(
-        format="%(message)s", stream=stream or sys.stderr, level=getattr(logging, level.upper())
+def stdlib_json_handler(stream: Any) -> logging.Handler:
+    """A logging handler that renders library records as our JSON lines (logger name included)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact_id_numbers,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
     )
+    return handler
+
+
+def configure(level: str = "INFO", stream: Any = None) -> None:
+    out = stream or sys.stderr
+    root = logging.getLogger()
+    # replace, not add: a library's own handler (mode's "[WARNING] ..." format) must not print
+    root.handlers[:] = [stdlib_json_handler(out)]
+    root.setLevel(getattr(logging, level.upper()))
+    logging.captureWarnings(True)  # warnings.warn(...) becomes a JSON line too
     for noisy in ("kafka", "aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, level.upper())))
     structlog.configure(
@@ -40,7 +68,7 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
 

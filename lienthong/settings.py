@@ -46,6 +46,10 @@ class Settings:
     #: Optional Confluent schema registry URL; when set, producers use its framing.
     schema_registry_url: str = ""
     gateway_credentials: str = ""
+    #: /healthz is 503 when owned partitions have lag and nothing moved for this long (s).
+    health_stall_s: float = 30.0
+    #: /healthz is 503 when a rebalance's table recovery has not finished after this long (s).
+    health_recovery_s: float = 120.0
     #: SLA overrides in hours by name (``LIENTHONG_SLA_<NAME>``), over ``streams.sla`` defaults.
     sla: dict[str, float] = field(default_factory=dict)
 
@@ -66,6 +70,8 @@ class Settings:
             log_level=_env("LOG_LEVEL", "INFO"),
             schema_registry_url=_env("SCHEMA_REGISTRY_URL", ""),
             gateway_credentials=_env("GATEWAY_CREDENTIALS", ""),
+            health_stall_s=float(_env("HEALTH_STALL_S", "30")),
+            health_recovery_s=float(_env("HEALTH_RECOVERY_S", "120")),
             sla=_sla_from_env(),
         )
 

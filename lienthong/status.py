@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from lienthong.settings import Settings
-from lienthong.topics import topic_partitions
+from lienthong.topics import mismatch_message, partition_mismatches, topic_partitions
 from schemas.topics import ALL_TOPICS
 
 HTTP_TIMEOUT_S = 5.0
@@ -50,6 +50,10 @@ def _get(url: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
             return bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:  # /healthz of a worker that answers but cannot do its job: read why
+            return bytes(exc.read())
+        raise WorkerUnreachable(f"{url}: HTTP {exc.code}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise WorkerUnreachable(f"{url}: {getattr(exc, 'reason', exc)}") from exc
 
@@ -96,11 +100,17 @@ def _broker_section(settings: Settings) -> None:
     click.echo(f"  {settings.broker}: reachable, {len(topics)}/{len(ALL_TOPICS)} hub topics")
     for topic in ALL_TOPICS:
         partitions = topics.get(topic)
-        click.echo(f"  {topic:<24} {'MISSING' if partitions is None else f'{partitions} partitions'}")
+        line = "MISSING" if partitions is None else f"{partitions} partitions"
+        if partitions is not None and partitions != settings.partitions:
+            line += f"  WRONG: expected {settings.partitions}"
+        click.echo(f"  {topic:<24} {line}")
+    mismatches = partition_mismatches(topics, settings.partitions)
+    if mismatches:
+        click.echo(f"  problem: {mismatch_message(mismatches, settings.partitions)}")
 
 
 def print_status(settings: Settings, url: str) -> None:
-    """Print broker, worker, lag, KPIs and open flags; exit 1 if the worker is unreachable."""
+    """Print broker, worker, health, lag, KPIs and open flags; exit 1 if the worker is unreachable."""
     base = url.rstrip("/")
     _broker_section(settings)
     try:
@@ -115,6 +125,8 @@ def print_status(settings: Settings, url: str) -> None:
     click.echo("Worker")
     click.echo(f"  {base}: {health['status']} ({health['worker']}), owns partitions "
                f"{health['partitions_owned']}, {health['messages']:,} messages processed")
+    problems = health.get("problems") or []
+    click.echo(f"Health: {'UNHEALTHY: ' + '; '.join(problems) if problems else 'ok'}")
     click.echo(f"Consumer lag: {sum(lag.values()):,} messages")
     for topic, n in sorted(lag.items()):
         if n:

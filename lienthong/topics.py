@@ -1,4 +1,11 @@
-"""Creates the hub's topics (idempotently) with kafka-python's admin client."""
+"""The hub's topics: created (idempotently) and checked with kafka-python's admin client.
+
+Every hub topic has the same partition count (co-partitioning, see
+``docs/exactly-once.md`` §1). A topic auto-created by a client that reached the
+broker first has the broker's default count instead, and a worker cannot join
+over it; :func:`partition_mismatches` finds that, and :func:`mismatch_message`
+says how to fix it in one line.
+"""
 
 from __future__ import annotations
 
@@ -46,3 +53,19 @@ def topic_partitions(
         return {d.get("topic") or d["name"]: len(d["partitions"]) for d in described}
     finally:
         admin.close()
+
+
+def partition_mismatches(counts: dict[str, int], expected: int) -> dict[str, int]:
+    """Hub topics whose partition count is not ``expected``, with their count."""
+    return {topic: n for topic, n in counts.items() if topic in ALL_TOPICS and n != expected}
+
+
+def mismatch_message(mismatches: dict[str, int], expected: int) -> str:
+    """One line an operator can act on: which topics, their count, the expected one, the fix."""
+    topics = ", ".join(f"{topic} has {n} partitions" for topic, n in sorted(mismatches.items()))
+    return (
+        f"{topics}; every hub topic needs {expected} (LIENTHONG_PARTITIONS). A client probably "
+        f"auto-created it before the hub did. Fix: delete it (kafka-topics.sh --delete --topic NAME) "
+        f"and start the worker again, which creates it with {expected}, then re-publish what it held; "
+        f"or set LIENTHONG_PARTITIONS to the count every hub topic has."
+    )

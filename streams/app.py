@@ -28,10 +28,12 @@ from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.partitioning import kafka_partitioner, partition_for
 from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
-from streams import faust_fixes
+from streams import faults, faust_fixes
+from streams.exits import EXIT_CRASHED, exit_now
 from streams.flags import default_rules
+from streams.health import Health, Problem, crash_of
 from streams.metrics import HubMetrics
-from streams.processor import Outcome, Processor
+from streams.processor import Outcome, Processor, dead_letter_of_record
 from streams.silence import SilenceMonitor, owns_publisher_partition
 from streams.sla import resolve_sla, sla_ms
 from streams.state import Delta, PartitionState, delta_key, partition_of_delta_key
@@ -68,6 +70,13 @@ class Hub:
         self.codec = EventCodec.for_registry_url(settings.schema_registry_url)
         self.processor = Processor(self.codec, default_rules(settings.sla))
         self.silence = SilenceMonitor(sla_ms(resolve_sla(settings.sla), "AGENCY_SILENT"))
+        #: Wall-clock seconds a caught-up feed must stay quiet to count as idle (streams.clocks).
+        self.source_idle_s = sla_ms(resolve_sla(settings.sla), "SOURCE_IDLE") / 1000
+        #: Idle topics per owned partition (refreshed each second), and when each
+        #: (topic, partition) last delivered a message (monotonic seconds).
+        self.idle: dict[int, frozenset[str]] = {}
+        self.last_heard: dict[tuple[str, int], float] = {}
+        self._started_monotonic = time.monotonic()
         self.view = CityView()
         self.view.local = self.processor.states
         self.view.live_flags.append(self.silence.flags)
@@ -81,6 +90,12 @@ class Hub:
         self.stats: dict[str, Any] = {"messages": 0, "skipped": 0, "first_message_at": None, "last_message_at": None,
                                       "first_message_cpu_s": None, "last_message_cpu_s": None}
         self.metrics = HubMetrics(self)
+        self.health = Health(settings.health_stall_s, settings.health_recovery_s)
+        #: The HTTP server's start (see serve_http), held so it is not collected.
+        self.web_task: asyncio.Future[None] | None = None
+        self.fault = faults.armed()
+        #: LIENTHONG_DEBUG_CONSUMER: log Faust's consumer state periodically and every message handled
+        self.debug = float(os.environ.get("LIENTHONG_DEBUG_CONSUMER") or 0)
         self.app = self._build_app()
 
     # -- construction ---------------------------------------------------------
@@ -135,34 +150,48 @@ class Hub:
 
         @app.agent(self.events_topic, name="lienthong.count-and-flag")
         async def count_and_flag(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await hub.handle(event)
+            try:
+                async for event in stream.events():
+                    await hub.handle(event)
+            except Exception as exc:
+                # Faust would log it, restart the agent past the failed message and
+                # go on: that message's counts would be lost. End the worker instead;
+                # its restart re-delivers the message (docs/exactly-once.md §3).
+                exit_now(EXIT_CRASHED, "agent_crashed", error=repr(exc), exc_info=exc)
 
         @app.timer(interval=s.snapshot_interval, name="lienthong.publish-snapshots")
         async def publish_snapshots() -> None:
             await hub.publish_snapshots()
 
+        @app.timer(interval=1.0, name="lienthong.idle-sources")
+        async def watch_idle_sources() -> None:
+            await hub.refresh_idle()
+
         @app.timer(interval=self.silence.interval_s, name="lienthong.agency-silence")
         async def watch_agency_silence() -> None:
             await hub.check_silence()
+
+        if self.debug > 0:
+            from streams.consumer_debug import consumer_state
+
+            @app.timer(interval=self.debug, name="lienthong.debug-consumer")
+            async def debug_consumer() -> None:
+                log.info("consumer_state", messages=hub.stats["messages"], **consumer_state(app))
 
         @app.task
         async def read_snapshots() -> None:
             await hub.read_snapshots()
 
-        @app.task
-        async def serve_http() -> None:
-            from streams.web import start_web
-
-            self.web_runner = await start_web(hub, s.web_host, s.web_port)
-            log.info("web_listening", url=f"http://{s.web_host}:{s.web_port}/")
-
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust calls receivers positionally
         async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
+            hub.health.rebalance_started()
             hub.on_revoked(revoked)
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust calls receivers positionally
         async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
+            hub.health.rebalance_started()
+            if hub.fault is not None and hub.fault.kind == "app_crash":
+                raise faults.InjectedFault("injected crash of the Faust app")
             log.info("partitions_assigned", partitions=sorted({tp.partition for tp in assigned}))
 
         @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust calls receivers positionally
@@ -171,6 +200,9 @@ class Hub:
             # view is live for them even before their next message arrives.
             for partition in sorted(hub.assigned_partitions()):
                 hub.owned_state(partition)
+            if hub.fault is not None and hub.fault.kind == "recovery_hang":
+                await asyncio.sleep(3600)  # tests: a recovery that never finishes
+            hub.health.recovered()
 
         return app
 
@@ -186,7 +218,8 @@ class Hub:
             ]
             state = PartitionState.fold(partition, deltas)
             self.processor.adopt(state)
-            log.info("partition_restored", partition=partition, deltas=len(deltas), seq=state.seq)
+            log.info("partition_restored", partition=partition, deltas=len(deltas), seq=state.seq,
+                     **({"applied": state.applied} if self.debug else {}))
         return state
 
     def assigned_partitions(self) -> set[int]:
@@ -196,19 +229,29 @@ class Hub:
         message = event.message
         topic, partition, offset = message.topic, message.partition, message.offset
         self.owned_state(partition)
+        self.last_heard[(topic, partition)] = time.monotonic()
+        idle = self.idle.get(partition, frozenset())
+        if topic in idle:
+            idle = idle - {topic}  # it just spoke
         outcome = self.processor.process(
-            topic, partition, offset, message.value or b"", int(message.timestamp * 1000), int(time.time() * 1000)
+            # round: the Kafka timestamp is whole ms, Faust hands it over as float seconds
+            topic, partition, offset, message.value or b"", round(message.timestamp * 1000), int(time.time() * 1000),
+            idle=idle,
         )
         stats = self.stats
         stats["messages"] += 1
         # wall-clock span of the work, for operators and `lienthong bench`: an HTTP
         # poll can be answered late while the agent is busy, so the worker keeps it
         stats["last_message_at"] = time.time()
+        self.health.progressed()
         stats["last_message_cpu_s"] = time.process_time()
         if stats["first_message_at"] is None:
             stats["first_message_at"] = stats["last_message_at"]
             stats["first_message_cpu_s"] = stats["last_message_cpu_s"]
         self.metrics.record(topic, partition, offset, message.timestamp, outcome)
+        if self.debug:
+            log.info("message_handled", topic=topic, partition=partition, offset=offset, skipped=outcome.skipped,
+                     accepted=sum(outcome.accepted.values()))
         key = delta_key(partition, topic, offset)
         if outcome.skipped:
             # Already applied (a replay after a crash). Write the same record again:
@@ -218,15 +261,77 @@ class Hub:
             existing = self.deltas.get(key)
             if existing is not None:
                 self.deltas[key] = existing
+                # its side effects may have died with the worker that wrote it: again
+                # (decoded only when it has some: a delta of a full batch is ~200 KB)
+                if b'"a":[' in existing or b'"d":[' in existing:
+                    await self.announce_again(Delta.decode(existing), message.key)
             return outcome
         assert outcome.delta is not None
         self.deltas[key] = outcome.delta.encode()
+        fault = self.fault
+        if fault is not None and fault.kind in faults.PER_MESSAGE and stats["messages"] == fault.at_message:
+            await self._inject_fault()
         for dead in outcome.dead_letters:
             await self.produce(DEADLETTER, message.key, dead.value, dead.headers())
         await self.publish_flags(outcome.flag_changes)
         self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
                      "accepted": dict(outcome.accepted)})
         return outcome
+
+    async def announce_again(self, delta: Delta, key: bytes | None) -> None:
+        """Re-send the dead letters and flags a skipped replay's delta recorded (at-least-once)."""
+        for record in delta.dead:
+            value, headers = dead_letter_of_record(record)
+            await self.produce(DEADLETTER, key, value, headers)
+        await self.publish_flags(delta.alerts)
+        if delta.dead or delta.alerts:
+            log.info("side_effects_announced_again", topic=delta.topic, offset=delta.offset,
+                     flags=len(delta.alerts), dead_letters=len(delta.dead))
+
+    async def _inject_fault(self) -> None:
+        """Break the worker here, as ``LIENTHONG_FAULT`` asks (tests only; see streams.faults)."""
+        assert self.fault is not None
+        if self.fault.kind == "agent_error":
+            raise faults.InjectedFault(f"injected agent error at message {self.fault.at_message}")
+        if self.fault.kind == "stall":
+            await asyncio.sleep(3600)  # an agent stuck on one message
+            return
+        await self.app.producer.flush()  # the delta is in the changelog now
+        log.warning("fault_injected", fault=self.fault.kind, message=self.fault.at_message)
+        os._exit(1)
+
+    async def serve_http(self) -> None:
+        """Serve the HTTP API from the start, so /healthz can tell a recovery that never ends.
+
+        Not an ``app.task``: Faust starts those only after the first table
+        recovery has completed, and a worker stuck in it would not answer at all.
+        """
+        from streams.web import start_web
+
+        s = self.settings
+        self.web_runner = await start_web(self, s.web_host, s.web_port)
+        log.info("web_listening", url=f"http://{s.web_host}:{s.web_port}/")
+
+    async def problems(self) -> list[Problem]:
+        """Why this worker is not doing its job right now (empty: healthy); lag refreshed."""
+        await self.metrics.refresh_lag()
+        return self.health.problems(self.metrics.total_lag(), crash_of(self.app))
+
+    async def refresh_idle(self) -> None:
+        """Which owned topic-partitions are idle: nothing unread (lag 0) and quiet for ``SOURCE_IDLE``.
+
+        A feed with unread messages is never idle, so a backfill waits for it; a
+        feed that is caught up and silent lets flags waiting for it be judged
+        (see ``streams/clocks.py``, as Kafka Streams' ``max.task.idle.ms``).
+        """
+        await self.metrics.refresh_lag()
+        now = time.monotonic()
+        idle: dict[int, set[str]] = {}
+        for (topic, partition), lag in self.metrics.lag.items():
+            quiet_since = self.last_heard.get((topic, partition), self._started_monotonic)
+            if lag == 0 and now - quiet_since >= self.source_idle_s:
+                idle.setdefault(partition, set()).add(topic)
+        self.idle = {partition: frozenset(topics) for partition, topics in idle.items()}
 
     async def produce(
         self,
@@ -244,7 +349,7 @@ class Hub:
         send is awaited until the client has queued it, and Faust flushes the
         producer before it commits source offsets, so a committed message's side
         effects are on the broker. Not ``send_soon`` either: see
-        ``docs/exactly-once.md`` §5. Returns the broker's acknowledgement, for a
+        ``docs/exactly-once.md`` §5a. Returns the broker's acknowledgement, for a
         caller that must not queue the next message before this one is sent.
 
         Faust's ``Producer.send`` is itself a thin wrapper (a signal per message)

@@ -1,20 +1,65 @@
-"""One correction to faust-streaming that exactly-once here depends on.
+"""Three corrections to faust-streaming (and mode) that exactly-once here depends on.
 
-Before committing source offsets Faust calls ``producer.flush()``, which first
-drains its ``ProducerBuffer`` (messages queued by ``send_soon``: every table
-changelog record, our alerts and dead letters) and then waits for the Kafka
+**Resuming flow must not drop messages** (issue 11, the "frozen" restarted
+worker). ``app.flow_control.resume()`` (mode's ``FlowControlEvent``) empties
+every stream queue it manages, the agent's included, each time it is called,
+suspended or not. Faust's recovery calls it *after* it has resumed the event
+partitions and sought them to their committed offsets
+(``Recovery.on_recovery_completed``): records fetched in between were already
+in the agent's queue, and their read offsets recorded. Measured on a restarted
+worker (``LIENTHONG_DEBUG_CONSUMER``): on every partition the agent got the first
+one or two messages after the committed offset, then the next 3-4 (the rest of
+that fetch) vanished and it went on from the following offset; they were never
+processed, the offsets after them were committed, and the city stayed short by
+those batches for good, the worker idle with nothing left to fetch. The same
+clearing hits a survivor taking over a dead worker's partitions (its own
+partitions' queued messages are dropped at the end of the recovery).
+:func:`resume_flow` clears the queues only when flow really was suspended (a
+rebalance: what was queued before it is stale, and Faust cleared it already);
+resuming flow that is running keeps what is queued.
+
+**Flush must drain.** Before committing source offsets Faust calls
+``producer.flush()``, which first drains its ``ProducerBuffer`` (messages queued
+by ``send_soon``: every table changelog record) and then waits for the Kafka
 client's acknowledgements. ``ProducerBuffer.flush`` gives up, however, as soon as
 no message has been handed on for 0.1 s, even with messages still queued (seen
 under CPU load). An offset can then be committed while the delta that records
 its message is still in the buffer, and a SIGKILL at that moment loses the
-message for good. ``drain`` waits until the buffer is empty.
+message for good. :func:`drain` waits until the buffer is empty.
+
+**Recovery must read to the real end.** Faust restores a table by reading its
+changelog partitions up to their end offsets (``ListOffsets``, latest) and then
+pauses them. The embedded broker (Tansu) reports some partitions' end offset
+short of what a fetch returns (measured: 50 records read, end offset 49, and it
+stays so). Recovery could then stop before the last delta of such a partition,
+whose source offset is already committed, and that message would be lost to
+the new owner. :func:`read_to_end` establishes each partition's end by fetching
+from the reported end until the broker has nothing more, and recovery reads up
+to that. (A guard against a measured broker defect; the stall of issue 11 was
+the queue clearing above.)
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.tables.recovery import Recovery
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
+from mode.utils.queues import FlowControlEvent
+
+from lienthong.logs import get_logger
+
+log = get_logger(__name__)
+
+#: How long a fetch at the end of a partition waits for more before it counts as the end.
+END_PROBE_WAIT_MS = 300
+#: Largest record a probe must be able to fetch (deltas of full batches are ~200 KB).
+END_PROBE_FETCH_BYTES = 16 * 1024 * 1024
 
 
 async def drain(self: ProducerBuffer) -> None:
@@ -29,6 +74,75 @@ async def drain(self: ProducerBuffer) -> None:
             continue  # slow, not done: keep waiting while messages are queued
 
 
+def resume_flow(self: FlowControlEvent) -> None:
+    """Resume production into the queues; empty them only if flow was suspended."""
+    was_suspended = self._suspend.is_set()
+    self._suspend.clear()
+    self._resume.set()
+    if was_suspended:
+        self.clear()
+
+
+async def read_to_end(bootstrap: str, reported: Mapping[TP, int]) -> dict[TP, int]:
+    """The end offset of each partition as a fetch sees it, starting from the ``reported`` one.
+
+    Nobody else writes to a changelog partition its new owner is recovering (the
+    old owner flushed before it gave the partition up, or is dead), so a fetch
+    that finds nothing after the last record found is the end.
+    """
+    ends = dict(reported)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=END_PROBE_WAIT_MS,
+        max_partition_fetch_bytes=END_PROBE_FETCH_BYTES,
+        fetch_max_bytes=END_PROBE_FETCH_BYTES,
+    )
+    await consumer.start()
+    try:
+        by_tp = {TopicPartition(tp.topic, tp.partition): tp for tp in reported}
+        consumer.assign(list(by_tp))
+        for aiotp, tp in by_tp.items():
+            consumer.seek(aiotp, max(0, reported[tp]))
+        while True:
+            batches = await consumer.getmany(timeout_ms=3 * END_PROBE_WAIT_MS)
+            if not any(batches.values()):
+                return ends
+            for aiotp, records in batches.items():
+                if records:
+                    tp = by_tp[aiotp]
+                    ends[tp] = max(ends[tp], records[-1].offset + 1)
+    finally:
+        await consumer.stop()
+
+
+def _bootstrap(recovery: Recovery) -> str:
+    return ",".join(f"{url.host}:{url.port or 9092}" for url in recovery.app.conf.broker)
+
+
+_faust_build_highwaters: Callable[..., Awaitable[None]] = Recovery._build_highwaters
+
+
+async def build_highwaters(
+    self: Recovery, consumer: Any, tps: set[TP], destination: Counter[TP], title: str
+) -> None:
+    """Faust's highwaters (last offset to read = end - 1), raised to the end a fetch sees."""
+    await _faust_build_highwaters(self, consumer, tps, destination, title)
+    if not tps:
+        return
+    reported = {tp: destination[tp] + 1 for tp in tps}
+    ends = await read_to_end(_bootstrap(self), reported)
+    short = {f"{tp.topic}/{tp.partition}": [reported[tp], end] for tp, end in ends.items() if end > reported[tp]}
+    if short:
+        # [reported end, end read]: the records in between would not have been restored
+        log.warning("changelog_end_offset_short", partitions=short, title=title)
+    for tp, end in ends.items():
+        destination[tp] = end - 1
+
+
 def apply() -> None:
-    """Install :func:`drain` as ``ProducerBuffer.flush`` (idempotent)."""
+    """Install :func:`resume_flow`, :func:`drain` and :func:`build_highwaters` (idempotent)."""
+    FlowControlEvent.resume = resume_flow  # type: ignore[method-assign]
     ProducerBuffer.flush = drain  # type: ignore[method-assign]
+    Recovery._build_highwaters = build_highwaters  # type: ignore[method-assign]

@@ -31,7 +31,7 @@ _ABSENT = object()
 
 
 #: Stores kept per partition, each a dict of key → JSON-able value.
-STORES = ("meta", "flags", "chains", "dossiers", "citizens", "pending")
+STORES = ("meta", "flags", "chains", "dossiers", "citizens", "pending", "rolled", "rollups")
 
 
 def counter_key(metric: str, ward: str, day: str) -> str:
@@ -60,13 +60,26 @@ class Delta:
     inc: dict[str, int] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
     put: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Side effects of the message, recorded with its state so that a replay the
+    #: fence skips announces them again (at-least-once; docs/exactly-once.md §5):
+    #: flags opened/resolved (``a``) and dead letters (``d``: {"v": base64 value,
+    #: "h": [[header, value], ...]}). Not state: folding ignores them. Both are
+    #: optional in the JSON, so changelogs written before them still fold.
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"s": self.seq, "t": self.topic, "o": self.offset, "i": self.inc, "n": self.seen, "p": self.put}
+        out = {"s": self.seq, "t": self.topic, "o": self.offset, "i": self.inc, "n": self.seen, "p": self.put}
+        if self.alerts:
+            out["a"] = self.alerts
+        if self.dead:
+            out["d"] = self.dead
+        return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Delta:
-        return cls(raw["s"], raw["t"], raw["o"], raw.get("i", {}), raw.get("n", []), raw.get("p", {}))
+        return cls(raw["s"], raw["t"], raw["o"], raw.get("i", {}), raw.get("n", []), raw.get("p", {}),
+                   raw.get("a", []), raw.get("d", []))
 
     def encode(self) -> bytes:
         """The table value: the delta's JSON, serialised once.
@@ -195,6 +208,7 @@ class Change:
             inc={k: v for k, v in self.inc.items() if v},
             seen=self.seen_order,
             put=self.put,
+            alerts=self.flag_changes,
         )
 
     def commit(self) -> Delta:

@@ -1,16 +1,29 @@
-"""Runs a worker process: topics ensured, Faust app started, stopped on signals."""
+"""Runs a worker process: topics ensured, Faust app started, stopped on signals.
+
+A worker that cannot do its job ends its process with a non-zero code, so a
+supervisor (compose, systemd) restarts it or an operator sees why: topics with
+the wrong partition count stop it before it joins the group, and a crashed Faust
+app ends it within seconds (mode's worker would otherwise log "We experienced a
+crash!" and live on doing nothing, its consumer thread holding the process).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 from lienthong.broker import EmbeddedBroker
 from lienthong.logs import get_logger
 from lienthong.settings import Settings
-from lienthong.topics import ensure_topics
+from lienthong.topics import ensure_topics, mismatch_message, partition_mismatches, topic_partitions
 from streams.app import Hub
+from streams.exits import EXIT_CRASHED, EXIT_TOPICS, exit_now
 
 log = get_logger(__name__)
 
@@ -21,7 +34,7 @@ def broker_for(settings: Settings) -> Iterator[str]:
     if settings.broker:
         yield settings.broker
         return
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker(partitions=settings.partitions) as broker:
         log.info("embedded_broker_started", bootstrap=broker.bootstrap)
         yield broker.bootstrap
 
@@ -45,11 +58,52 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+#: Seconds between checks of the app's crash flag.
+CRASH_POLL_S = 0.5
+
+
+def check_topics(bootstrap: str, partitions: int) -> None:
+    """Create the hub's topics; stop with one line and EXIT_TOPICS if one has another count."""
+    ensure_topics(bootstrap, partitions)
+    mismatches = partition_mismatches(topic_partitions(bootstrap), partitions)
+    if mismatches:
+        log.error("topic_partitions_mismatch", error=mismatch_message(mismatches, partitions),
+                  topics=mismatches, expected=partitions)
+        sys.exit(EXIT_TOPICS)
+
+
+def watch_for_crash(services: list[Any]) -> threading.Thread:
+    """A daemon thread that ends the process as soon as any of ``services`` (mode) crashed."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(CRASH_POLL_S)
+            for service in services:
+                if service.crashed:
+                    exit_now(EXIT_CRASHED, "worker_crashed", reason=repr(service.crash_reason))
+
+    thread = threading.Thread(target=watch, name="lienthong-crash-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_worker(settings: Settings, bootstrap: str, worker_name: str | None = None) -> None:
-    ensure_topics(bootstrap, settings.partitions)
+    check_topics(bootstrap, settings.partitions)
     hub = Hub(settings, bootstrap, worker_name)
     tune_gc()
     from faust.worker import Worker
 
-    worker = Worker(hub.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    # override_logging=False: mode would install its own text handler; ours renders JSON
+    worker = Worker(hub.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+                    override_logging=False)
+    worker.spinner = None  # a terminal spinner writes control characters between the JSON lines
+    watch_for_crash([hub.app, worker])
+    hub.web_task = asyncio.ensure_future(hub.serve_http(), loop=worker.loop)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as stop:
+        if hub.app.crashed or worker.crashed:
+            exit_now(EXIT_CRASHED, "worker_crashed", reason=repr(hub.app.crash_reason or worker.crash_reason))
+        raise stop
+    except Exception as exc:  # noqa: BLE001 - mode re-raises the crash reason after its shutdown
+        exit_now(EXIT_CRASHED, "worker_crashed", reason=repr(exc))

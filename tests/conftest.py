@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from lienthong.broker import EmbeddedBroker
-from lienthong.topics import ensure_topics
 from tests.registry_stand_in import stand_in  # noqa: F401  (a fixture for every test)
 from tests.support import WorkerProcess
 
@@ -16,8 +15,7 @@ PARTITIONS = 8
 @pytest.fixture
 def broker() -> Iterator[str]:
     """A fresh embedded broker (Tansu, memory storage) with the hub's topics."""
-    with EmbeddedBroker() as embedded:
-        ensure_topics(embedded.bootstrap, PARTITIONS)
+    with EmbeddedBroker(partitions=PARTITIONS) as embedded:
         yield embedded.bootstrap
 
 
@@ -26,8 +24,9 @@ def workers(broker: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess
     """Factory of real worker processes on the test broker; all stopped after the test."""
     started: list[WorkerProcess] = []
 
-    def start(name: str | None = None, store: str = "memory://", wait: bool = True) -> WorkerProcess:
+    def start(name: str | None = None, store: str = "memory://", wait: bool = True, **env: str) -> WorkerProcess:
         worker = WorkerProcess(broker, tmp_path, name, store)
+        worker.env.update(env)
         started.append(worker)
         return worker.start(wait)
 

@@ -11,7 +11,6 @@ from connectors.csv_import import parse_time
 from connectors.simulator import generate_city
 from connectors.truth import expected_kpis
 from lienthong.broker import EmbeddedBroker
-from lienthong.topics import ensure_topics
 from tests.support import WorkerProcess, hub_env, run_cli, wait_for
 
 pytestmark = pytest.mark.integration
@@ -24,8 +23,7 @@ NOT_FROM_TRUTH = {"flags_open", "events_dead_lettered", "as_of"}
 
 def replay_week(tmp_path: Path) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     """Publish the simulated week to a fresh broker; return a worker's KPIs and flags."""
-    with EmbeddedBroker() as broker:
-        ensure_topics(broker.bootstrap, 8)
+    with EmbeddedBroker(partitions=8) as broker:
         result = run_cli("simulate", *WEEK, env=hub_env(broker.bootstrap, tmp_path))
         assert result.returncode == 0, result.stderr[-2000:]
         worker = WorkerProcess(broker.bootstrap, tmp_path)

@@ -25,7 +25,8 @@ SCREENSHOT_DIR = os.environ.get("LIENTHONG_SCREENSHOT_DIR")
 
 #: Every element of a card (tile or panel) that sticks out of the card's content box
 #: (inside its padding), measured in the page: [card heading, element, its box, the
-#: content box]. Items of the scrolling flag list are measured by their list.
+#: content box]. What scrolls inside a card (the flag list, the scorecard table) is
+#: measured by its scrolling box, which must fit.
 OVERFLOWS_JS = """() => {
   const out = [];
   for (const card of document.querySelectorAll('.tile, .panel')) {
@@ -34,7 +35,7 @@ OVERFLOWS_JS = """() => {
                 right: box.right - parseFloat(style.borderRightWidth) - parseFloat(style.paddingRight) };
     for (const el of card.querySelectorAll('*')) {
       const r = el.getBoundingClientRect();
-      if (!r.width || el.closest('.flags li')) continue;
+      if (!r.width || el.closest('.flags li, .scroll > *')) continue;
       if (r.left < c.left - 0.5 || r.right > c.right + 0.5) {
         out.push([card.querySelector('h2').textContent.trim().slice(0, 40), el.tagName + '.' + el.className +
                   ' ' + el.textContent.trim().slice(0, 30), [r.left, r.right], [c.left, c.right]]);
@@ -194,3 +195,22 @@ def test_a_flag_reads_in_vietnamese_first_in_city_time_with_its_ward_name(broker
     assert "07:00" in where and "01/06/2024" in where
     assert item.locator(".vi").inner_text().startswith("BHXH")
     assert "Đồng bộ BHYT lỗi" in page.inner_text("#flag-types")
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_scorecard_table_shows_each_agency_month_as_the_api_does(broker, workers, tmp_path, page, width):
+    worker = workers()
+    import_id_cards(broker, tmp_path, 40, "cards.csv")
+    wait_for(lambda: worker.kpis()["id_cards_issued"] == 40, 60, what="the import")
+    [police] = [r for r in worker.get("/api/agencies")["scorecard"] if r["agency"] == "POLICE"]
+    page.set_viewport_size({"width": width, "height": 900})  # type: ignore[attr-defined]
+    page.goto(f"{worker.url}/")  # type: ignore[attr-defined]
+    row = page.locator("#scorecard tr", has_text=police["month"])  # type: ignore[attr-defined]
+    wait_for(lambda: row.count() == 1 and tile_number(page, "#scorecard tr td:nth-child(3)") == police["events"],
+             30, what="the scorecard row of the police")
+    assert police["events"] == 40 and police["delay_p50_s"] is not None
+    panel = page.locator(".scorecard-section .panel").bounding_box()  # type: ignore[attr-defined]
+    assert panel["x"] >= 0 and panel["x"] + panel["width"] <= width  # the table scrolls inside its card
+    shot = tmp_path / f"scorecard-{width}.png"
+    page.locator(".scorecard-section").screenshot(path=str(shot))  # type: ignore[attr-defined]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 2000

@@ -155,3 +155,41 @@ def test_ward_sums_equal_city_totals_across_partitions(broker, workers):
             1 for e in {e["event_id"]: e for e in events}.values()
             if e["ward_code"] == ward and e["event_type"] == "IdCardIssued"
         )
+
+
+#: Kill → restart runs per test in CI; bench/kill_loop.py repeats it by hand far more often.
+BACKLOG_RUNS = 3
+BACKLOG_EVENTS = 40_000
+FULL_BATCH = 500
+
+
+@pytest.mark.parametrize("mode", ["restart", "takeover"])
+def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, mode):
+    """Issue 11: a worker killed anywhere in a backlog of full batches must never leave the city short.
+
+    Each run is a fresh consumer group (its own app id, so its own changelog) over
+    the same backlog: one worker is SIGKILLed at a random point between 10% and
+    70% of its share, then either restarted on the same data dir (``restart``) or
+    its partitions taken over by the other worker (``takeover``); the worker left
+    must reach the truth.
+    """
+    events = city_events(BACKLOG_EVENTS, seed=11)
+    with Publisher(broker, connector="test", batch_size=FULL_BATCH, linger=3600) as publisher:
+        for event in events:
+            publisher.publish(event)
+    expected = truth(events)
+    messages = BACKLOG_EVENTS // FULL_BATCH
+    rng = random.Random(f"{mode}-kills")
+    for run in range(BACKLOG_RUNS):
+        group = {"LIENTHONG_APP_ID": f"lienthong-{mode}-{run}"}
+        victim = workers(name=f"{mode}-{run}-a", **group)
+        survivor = workers(name=f"{mode}-{run}-b", **group) if mode == "takeover" else None
+        share = messages // (2 if survivor else 1)
+        at = int(rng.uniform(0.10, 0.70) * share)
+        wait_for(lambda: processed_messages(victim) >= at or None, 180, interval=0.02,
+                 what=f"run {run}: {at} of {share} messages processed before the kill")
+        victim.kill()
+        if survivor is None:
+            survivor = workers(name=f"{mode}-{run}-a", **group)  # same name: same data dir
+        wait_exact(survivor, expected, timeout=180)
+        survivor.kill()

@@ -48,7 +48,7 @@ def test_deadletter_list_against_an_unreachable_broker_is_one_clear_error() -> N
 
     result = CliRunner().invoke(main, ["deadletter", "list", "--broker", f"127.0.0.1:{free_port()}"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: broker 127.0.0.1:") and "Traceback" not in result.output
+    assert "Error: broker 127.0.0.1:" in result.output and "Traceback" not in result.output
 
 
 def test_status_shows_a_rate_with_no_denominator_as_a_dash() -> None:

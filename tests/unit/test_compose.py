@@ -32,6 +32,8 @@ METRICS = {
     "lienthong_flags_open": {"type"},
     "lienthong_connector_heartbeat_age_seconds": {"agency"},
     "lienthong_partitions_owned": set(),
+    "lienthong_worker_healthy": set(),
+    "lienthong_worker_problem": {"kind"},
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 #: Labels Prometheus adds to every scraped series.
@@ -109,6 +111,11 @@ def test_worker_runs_the_repo_image_against_kafka_on_all_interfaces() -> None:
     env = _env("worker")
     assert env["LIENTHONG_BROKER"] == "kafka:9092"
     assert env["LIENTHONG_WEB_HOST"] == "0.0.0.0"
+
+
+def test_the_worker_healthcheck_is_its_healthz_which_fails_on_503() -> None:
+    test = " ".join(SERVICES["worker"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:6066/healthz" in test and "urlopen" in test  # urlopen raises on a 503
 
 
 def test_workers_publish_no_fixed_host_port_so_they_scale() -> None:
