@@ -178,7 +178,8 @@ def deadletter_replay(ctx: click.Context, letter_ids: tuple[str, ...], agency: s
             raise click.ClickException(f"no dead letter {', '.join(sorted(missing))}")
     with _broker_errors(bootstrap):
         report = replay(bootstrap, settings.partitions, letters, corrected=corrected,
-                        pseudonymiser=Pseudonymiser(settings.resolved_pseudonym_key()), dry_run=dry_run)
+                        pseudonymiser=Pseudonymiser(settings.resolved_pseudonym_key()),
+                        keyring=settings.keyring(), dry_run=dry_run)
     for problem in report.problems:
         click.echo(problem, err=True)
     for done in report.replayed:

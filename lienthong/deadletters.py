@@ -30,6 +30,7 @@ from connectors.pseudonym import Pseudonymiser
 from schemas.codec import EventCodec
 from schemas.errors import ContractError
 from schemas.partitioning import partition_for
+from schemas.signing import Keyring
 from schemas.topics import DEADLETTER, SOURCE_OF_EVENT, TOPIC_OF_EVENT, partition_key
 from schemas.validation import payload_fields
 from streams.clock import iso_utc
@@ -39,8 +40,9 @@ REASON_HEADERS = ("lienthong.reason", "lienthong.field", "lienthong.source.topic
                   "lienthong.source.partition", "lienthong.source.offset", "lienthong.source.batch_index")
 #: A dead letter whose value was redacted is not the agency's message any more.
 REDACTED_HEADER = "lienthong.redacted"
-#: A signature covers the original value; a corrected event cannot keep it.
+#: A signature covers the original value: a corrected event is signed afresh (or sent unsigned).
 SIGNATURE_HEADERS = ("lienthong.signature",)
+SIGNING_HEADERS = ("lienthong.agency", "lienthong.key_id", "lienthong.signature")
 #: How long the reader waits for more dead letters before it has read them all.
 #: (Tansu's end offsets run a few records short, so "all" is "nothing new for a while".)
 IDLE_MS = 1500
@@ -310,11 +312,13 @@ class ReplayReport:
 
 def replay(bootstrap: str, partitions: int, letters: list[DeadLetterRecord], *,
            corrected: list[tuple[int, Any]] | None = None, pseudonymiser: Pseudonymiser | None = None,
-           dry_run: bool = False) -> ReplayReport:
+           keyring: Keyring | None = None, dry_run: bool = False) -> ReplayReport:
     """Send ``letters`` back unchanged, or the ``corrected`` file's events, with lineage.
 
     A corrected line names its dead letter by ``id`` (for lineage); ``letters`` then
-    holds the dead letters those ids name. A line or letter that cannot be replayed
+    holds the dead letters those ids name. A corrected event is signed with its
+    agency's key from ``keyring`` (the old signature covered the old bytes); an
+    unchanged one keeps the signature it came with. A line or letter that cannot be replayed
     is reported and the others still go; nothing is sent on a dry run.
     """
     from kafka import KafkaProducer
@@ -344,6 +348,14 @@ def replay(bootstrap: str, partitions: int, letters: list[DeadLetterRecord], *,
                 report.problems.append(f"line {number}: {exc.field}: {redact(exc.reason)}")
                 continue
             headers = lineage(named, corrected=True) if named else [("lienthong.replay.corrected", b"true")]
+            if keyring:
+                agency = codec.decode(value)["source"]
+                try:
+                    signature = keyring.signing_key(agency).headers(value)
+                except ValueError as exc:  # no key for the agency: say so, replay the others
+                    report.problems.append(f"line {number}: source: {exc}")
+                    continue
+                headers = [(k, v) for k, v in headers if k not in SIGNING_HEADERS] + signature
             sends.append((named.id if named else f"line {number}", topic, partition, key, value, headers))
     if dry_run or not sends:
         report.replayed = [Replayed(i, t, p) for i, t, p, *_ in sends]

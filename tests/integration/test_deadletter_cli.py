@@ -13,6 +13,7 @@ from schemas.partitioning import partition_for
 from schemas.topics import DEADLETTER, HEALTH, IDENTITY, partition_key
 from schemas.wards import ward_codes
 from tests.support import hub_env, run_cli, wait_for
+from tests.trust_samples import KEYRING
 from tests.unit.test_flags import T0, card, checkin
 
 pytestmark = pytest.mark.integration
@@ -20,15 +21,16 @@ pytestmark = pytest.mark.integration
 WARD = min(ward_codes())
 
 
-def send_raw(broker: str, topic: str, events: list[dict[str, Any]], headers: list[tuple[str, bytes]] | None = None) -> None:
-    """Events encoded without validation (as a broken agency system would send them)."""
+def send_raw(broker: str, topic: str, events: list[dict[str, Any]]) -> None:
+    """Events encoded without validation, signed by their agency (a broken agency system)."""
     from kafka import KafkaProducer
 
     codec = EventCodec()
     producer = KafkaProducer(bootstrap_servers=broker, acks="all")
     for event in events:
         key = partition_key(event)
-        producer.send(topic, key=key, value=codec.encode(event, check=False), headers=headers or [],
+        value = codec.encode(event, check=False)
+        producer.send(topic, key=key, value=value, headers=KEYRING.signing_key(event["source"]).headers(value),
                       partition=partition_for(key, 8))
     producer.flush()
     producer.close()
@@ -141,13 +143,13 @@ def put_dead_letter(broker: str, value: bytes, key: bytes, source_topic: str, so
     producer.close()
 
 
-SENDER = (("lienthong.agency", b"POLICE"), ("lienthong.key_id", b"police-1"), ("lienthong.signature", b"sig"))
+STALE_SENDER = (("lienthong.agency", b"POLICE"), ("lienthong.key_id", b"police-test-1"), ("lienthong.signature", b"stale"))
 
 
-def test_a_corrected_replay_carries_lineage_and_the_senders_headers_but_not_a_stale_signature(broker, workers, tmp_path):
+def test_a_corrected_replay_carries_lineage_and_a_fresh_signature(broker, workers, tmp_path):
     worker = workers()
     (bad,) = bad_ward_cards(1)
-    put_dead_letter(broker, EventCodec().encode(bad, check=False), partition_key(bad), IDENTITY, 0, *SENDER)
+    put_dead_letter(broker, EventCodec().encode(bad, check=False), partition_key(bad), IDENTITY, 0, *STALE_SENDER)
     row = listed(broker, tmp_path)[0]
     fixed = tmp_path / "fixed.jsonl"
     fixed.write_text(json.dumps(dict(row, event=dict(row["event"], ward_code=WARD))) + "\n")
@@ -159,8 +161,9 @@ def test_a_corrected_replay_carries_lineage_and_the_senders_headers_but_not_a_st
     assert headers["lienthong.replay.source"] == f"{IDENTITY}/0/0".encode()
     assert b"ward" in headers["lienthong.replay.reason"] and headers["lienthong.replay.corrected"] == b"true"
     assert headers["lienthong.replay.at"].endswith(b"Z")
-    assert headers["lienthong.agency"] == b"POLICE" and headers["lienthong.key_id"] == b"police-1"
-    assert "lienthong.signature" not in headers  # it signed the old value
+    value = replayed[0].value
+    assert [(k, v) for k, v in replayed[0].headers if k in ("lienthong.agency", "lienthong.key_id", "lienthong.signature")] \
+        == KEYRING.signing_key("POLICE").headers(value)  # signed afresh: the old signature covered the old bytes
     assert "lienthong.reason" not in headers
     wait_for(lambda: worker.kpis()["id_cards_issued"] == 1, 60, what="the corrected card")
 
@@ -171,8 +174,8 @@ def test_replay_by_id_sends_the_same_bytes_back_and_counts_once(broker, workers,
     visit = checkin(T0, citizen=7, found=True)
     value = EventCodec().encode(visit)
     source_partition = partition_for(partition_key(visit), 8)
-    put_dead_letter(broker, value, partition_key(visit), HEALTH, source_partition, *SENDER,
-                    reason=b"MedicalCheckIn.facility_code: unknown facility")
+    put_dead_letter(broker, value, partition_key(visit), HEALTH, source_partition,
+                    *KEYRING.signing_key("HEALTH").headers(value), reason=b"MedicalCheckIn.facility_code: unknown facility")
     letter = listed(broker, tmp_path)[0]
     for attempt in (1, 2):
         result = cli(broker, tmp_path, "replay", letter["id"])
@@ -182,7 +185,8 @@ def test_replay_by_id_sends_the_same_bytes_back_and_counts_once(broker, workers,
                  60, what=f"replay {attempt} processed")
     copies = [m for m in read_topic(broker, HEALTH) if m.value == value]
     assert len(copies) == 2 and {m.partition for m in copies} == {source_partition}
-    assert all(dict(m.headers)["lienthong.signature"] == b"sig" for m in copies)  # same bytes, same signature
+    signature = dict(KEYRING.signing_key("HEALTH").headers(value))["lienthong.signature"]
+    assert all(dict(m.headers)["lienthong.signature"] == signature for m in copies)  # same bytes, same proof
 
 
 def test_a_redacted_dead_letter_is_not_replayed_as_it_is(broker, workers, tmp_path):
@@ -218,8 +222,8 @@ def test_one_bad_item_of_a_batch_is_listed_with_its_index_and_its_correction_cou
     events = [card(T0 + i, citizen=900 + i) for i in range(3)]
     events[1]["ward_code"] = "99999"
     producer = KafkaProducer(bootstrap_servers=broker, acks="all")
-    producer.send(IDENTITY, key=b"batch", partition=0,
-                  value=codec.encode_batch([codec.encode(e, check=False) for e in events]))
+    batch = codec.encode_batch([codec.encode(e, check=False) for e in events])
+    producer.send(IDENTITY, key=b"batch", partition=0, value=batch, headers=KEYRING.signing_key("POLICE").headers(batch))
     producer.flush()
     producer.close()
     wait_for(lambda: worker.kpis()["id_cards_issued"] == 2 and worker.kpis()["events_dead_lettered"] == 1, 60,
