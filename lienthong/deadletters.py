@@ -27,6 +27,7 @@ from typing import Any
 from connectors.csv_import import parse_time
 from connectors.json_event import event_from_json, redact
 from connectors.pseudonym import Pseudonymiser
+from lienthong.kafka_security import kafka_python_config
 from schemas.codec import EventCodec
 from schemas.errors import ContractError
 from schemas.partitioning import partition_for
@@ -122,7 +123,7 @@ def _consumer(bootstrap: str) -> Any:
              if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG else {})  # kafka-python 3.x
     return KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", consumer_timeout_ms=IDLE_MS,
-                         client_id="lienthong-deadletter", **quick)
+                         client_id="lienthong-deadletter", **quick, **kafka_python_config())
 
 
 def _record(message: Any) -> DeadLetterRecord:
@@ -361,7 +362,7 @@ def replay(bootstrap: str, partitions: int, letters: list[DeadLetterRecord], *,
         report.replayed = [Replayed(i, t, p) for i, t, p, *_ in sends]
         return report
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=10,
-                             client_id="lienthong-deadletter-replay")
+                             client_id="lienthong-deadletter-replay", **kafka_python_config())
     try:
         for letter_id, topic, partition, key, value, headers in sends:
             producer.send(topic, value=value, key=key, partition=partition, headers=headers)
