@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from connectors.sdk import Publisher
 from lienthong.broker import EmbeddedBroker, free_port, stop_process
 from lienthong.topics import ensure_topics
 from schemas.codec import EventCodec
-from schemas.topics import EVENT_TOPICS
+from schemas.topics import ALERTS, EVENT_TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 8
@@ -73,6 +74,10 @@ class WorkerRun:
     observed_seconds: float = 0.0
     #: CPU seconds the workers used from their first to their last message
     cpu_seconds: float = 0.0
+    #: flag changes the run published on lienthong.alerts
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: of which about flags a live run of the backlog never announces (with ``flag_churn``)
+    spurious: int | None = None
 
 
 # -- (c) import ---------------------------------------------------------------
@@ -132,6 +137,38 @@ async def _bare_consume(bootstrap: str) -> tuple[float, int, int]:
 
 def bare_consume(bootstrap: str) -> tuple[float, int, int]:
     return asyncio.run(_bare_consume(bootstrap))
+
+
+# -- flag changes on lienthong.alerts --------------------------------------------
+async def _read_alerts(bootstrap: str) -> list[dict[str, Any]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    codec = EventCodec()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(ALERTS, p) for p in range(PARTITIONS)]  # ensure_topics made them all alike
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        alerts: list[dict[str, Any]] = []
+        while True:  # to the end by reading (the broker's end offsets may be short)
+            batch = await consumer.getmany(timeout_ms=3000, max_records=10_000)
+            if not batch:
+                return alerts
+            for records in batch.values():
+                alerts.extend(codec.decode_record(r.value)[1] for r in records)
+    finally:
+        await consumer.stop()
+
+
+def read_alerts(bootstrap: str) -> list[dict[str, Any]]:
+    """Every flag change on ``lienthong.alerts`` so far, decoded."""
+    return asyncio.run(_read_alerts(bootstrap))
+
+
+def _alert_key(alert: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(alert[k] for k in ("flag_id", "status", "opened_at", "resolved_at", "detail"))
 
 
 # -- (a) real workers -----------------------------------------------------------
@@ -270,12 +307,18 @@ def run_workers(bootstrap: str, data_dir: Path, count: int, expected_events: int
 
 # -- the whole benchmark --------------------------------------------------------
 def main(events: int = 200_000, batch_size: int = 500, workers: int = 1, seed: int = 6,
-         quiet: bool = False, profile: Path | None = None) -> Figures:
+         quiet: bool = False, profile: Path | None = None, flag_churn: bool = False) -> Figures:
     say = (lambda *a, **k: None) if quiet else (lambda *a, **k: print(*a, **k, flush=True))
     figures = Figures()
     say(f"building {events:,} events (simulated city, pseudonymised, validated)...")
     backlog = build_events(events, seed)
     figures.events = len(backlog)
+    live_announced: set[str] | None = None
+    if flag_churn:
+        from bench.flag_churn import live_run
+
+        say("replaying the backlog as a live run (one event at a time, as sent) for the flags it announces...")
+        live_announced = {c["flag_id"] for c in live_run(backlog, PARTITIONS).changes}
     data_dir = Path(tempfile.mkdtemp(prefix="lienthong-bench-"))
     try:
         with EmbeddedBroker() as broker:
@@ -287,12 +330,25 @@ def main(events: int = 200_000, batch_size: int = 500, workers: int = 1, seed: i
             figures.bare_s, figures.bare_events, figures.messages = bare_consume(broker.bootstrap)
             if figures.bare_events != figures.events:
                 raise RuntimeError(f"bare consumer read {figures.bare_events} events, expected {figures.events}")
+            published: Counter[tuple[Any, ...]] = Counter()
             for count in sorted({1, workers}):
                 say(f"(a) {count} worker process(es), RocksDB store, all rules...")
-                figures.runs[count] = run_workers(
+                run = figures.runs[count] = run_workers(
                     broker.bootstrap, data_dir, count, figures.events, figures.messages,
                     profile=profile if count == 1 else None,
                 )
+                # this run's alerts: everything on the topic minus the earlier runs' (same backlog)
+                alerts = read_alerts(broker.bootstrap)
+                earlier = Counter(published)
+                for alert in alerts:
+                    key = _alert_key(alert)
+                    if earlier[key]:
+                        earlier[key] -= 1
+                    else:
+                        run.alerts.append(alert)
+                published.update(_alert_key(a) for a in run.alerts)
+                if live_announced is not None:
+                    run.spurious = sum(a["flag_id"] not in live_announced for a in run.alerts)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     if not quiet:
@@ -322,6 +378,9 @@ def print_table(f: Figures, batch_size: int) -> None:
               f"({run.cpu_seconds:.1f} CPU s over {run.seconds:.1f} s)")
         print(f"    {count} worker(s) as the harness polled them (first message seen → counts confirmed): "
               f"{f.rate(run.observed_seconds):,.0f} events/s")
+        statuses = Counter(a["status"] for a in run.alerts)
+        churn = "" if run.spurious is None else f"; about flags a live run never announces: {run.spurious:,}"
+        print(f"    {count} worker(s): {len(run.alerts):,} flag changes published {dict(statuses)}{churn}")
     if one is not None and len(f.runs) > 1:
         for count, run in sorted(f.runs.items()):
             if count > 1:

@@ -233,8 +233,11 @@ def schemas_docs(out: Path) -> None:
               help="Events per Kafka message (EventBatch), as the importer sends them.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Also run this many workers in one group, after the single worker, and report the scaling.")
+@click.option("--flag-churn", is_flag=True,
+              help="Also replay the backlog as a live run (one event at a time, as sent) and count the "
+                   "worker's flag changes about flags the live run never announces (spurious flags).")
 @click.pass_context
-def bench(ctx: click.Context, events: int, batch_size: int, workers: int) -> None:
+def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_churn: bool) -> None:
     """Throughput benchmark: worker vs bare aiokafka consumer vs importer, on the embedded broker.
 
     Prints, from one run on the same backlog: the import rate, a bare aiokafka
@@ -244,7 +247,7 @@ def bench(ctx: click.Context, events: int, batch_size: int, workers: int) -> Non
     """
     from bench.throughput import main as bench_main
 
-    bench_main(events=events, batch_size=batch_size, workers=workers)
+    bench_main(events=events, batch_size=batch_size, workers=workers, flag_churn=flag_churn)
 
 
 @main.command()

@@ -70,6 +70,13 @@ class Hub:
         self.codec = EventCodec.for_registry_url(settings.schema_registry_url)
         self.processor = Processor(self.codec, default_rules(settings.sla))
         self.silence = SilenceMonitor(sla_ms(resolve_sla(settings.sla), "AGENCY_SILENT"))
+        #: Wall-clock seconds a caught-up feed must stay quiet to count as idle (streams.clocks).
+        self.source_idle_s = sla_ms(resolve_sla(settings.sla), "SOURCE_IDLE") / 1000
+        #: Idle topics per owned partition (refreshed each second), and when each
+        #: (topic, partition) last delivered a message (monotonic seconds).
+        self.idle: dict[int, frozenset[str]] = {}
+        self.last_heard: dict[tuple[str, int], float] = {}
+        self._started_monotonic = time.monotonic()
         self.view = CityView()
         self.view.local = self.processor.states
         self.view.live_flags.append(self.silence.flags)
@@ -156,6 +163,10 @@ class Hub:
         async def publish_snapshots() -> None:
             await hub.publish_snapshots()
 
+        @app.timer(interval=1.0, name="lienthong.idle-sources")
+        async def watch_idle_sources() -> None:
+            await hub.refresh_idle()
+
         @app.timer(interval=self.silence.interval_s, name="lienthong.agency-silence")
         async def watch_agency_silence() -> None:
             await hub.check_silence()
@@ -218,8 +229,14 @@ class Hub:
         message = event.message
         topic, partition, offset = message.topic, message.partition, message.offset
         self.owned_state(partition)
+        self.last_heard[(topic, partition)] = time.monotonic()
+        idle = self.idle.get(partition, frozenset())
+        if topic in idle:
+            idle = idle - {topic}  # it just spoke
         outcome = self.processor.process(
-            topic, partition, offset, message.value or b"", int(message.timestamp * 1000), int(time.time() * 1000)
+            # round: the Kafka timestamp is whole ms, Faust hands it over as float seconds
+            topic, partition, offset, message.value or b"", round(message.timestamp * 1000), int(time.time() * 1000),
+            idle=idle,
         )
         stats = self.stats
         stats["messages"] += 1
@@ -299,6 +316,22 @@ class Hub:
         """Why this worker is not doing its job right now (empty: healthy); lag refreshed."""
         await self.metrics.refresh_lag()
         return self.health.problems(self.metrics.total_lag(), crash_of(self.app))
+
+    async def refresh_idle(self) -> None:
+        """Which owned topic-partitions are idle: nothing unread (lag 0) and quiet for ``SOURCE_IDLE``.
+
+        A feed with unread messages is never idle, so a backfill waits for it; a
+        feed that is caught up and silent lets flags waiting for it be judged
+        (see ``streams/clocks.py``, as Kafka Streams' ``max.task.idle.ms``).
+        """
+        await self.metrics.refresh_lag()
+        now = time.monotonic()
+        idle: dict[int, set[str]] = {}
+        for (topic, partition), lag in self.metrics.lag.items():
+            quiet_since = self.last_heard.get((topic, partition), self._started_monotonic)
+            if lag == 0 and now - quiet_since >= self.source_idle_s:
+                idle.setdefault(partition, set()).add(topic)
+        self.idle = {partition: frozenset(topics) for partition, topics in idle.items()}
 
     async def produce(
         self,

@@ -112,6 +112,7 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "lienthong_partitions_owned", "Event partitions this worker owns.", value=len(hub.processor.states)
         )
+        yield from scorecard_families(hub.view.scorecard(hub.silence.periods, int(now_ms))[0])
 
         found = {problem.kind for problem in self.metrics.problems}
         yield GaugeMetricFamily("lienthong_worker_healthy", "1 while /healthz answers ok, 0 when unhealthy.",
@@ -121,6 +122,38 @@ class _StateCollector(Collector):
         for kind in PROBLEMS:
             problem.add_metric([kind], 1 if kind in found else 0)
         yield problem
+
+
+#: Scorecard row field → (series name, help); one series per agency and local month.
+SCORECARD_SERIES = {
+    "events": ("lienthong_scorecard_events", "First-seen events from the agency, by local month of event time."),
+    "dead_lettered": ("lienthong_scorecard_dead_lettered", "Messages or items from the agency's topics refused."),
+    "dead_letter_share": ("lienthong_scorecard_dead_letter_share", "Dead-lettered / (events + dead-lettered)."),
+    "sla_breaches": ("lienthong_scorecard_sla_breaches", "SLA flags (open or resolved) against the agency."),
+    "flags_open": ("lienthong_scorecard_flags_open", "Open flags against the agency, by month opened."),
+    "silences": ("lienthong_scorecard_silences", "Times the agency went silent (AGENCY_SILENT), by month begun."),
+}
+
+
+def scorecard_families(rows: list[dict[str, Any]]) -> Iterable[GaugeMetricFamily]:
+    """The scorecard per agency and month (every ward) as gauges; per ward is left to the
+    API, since 168 wards × agencies × months of series would swamp Prometheus."""
+    for field, (name, help_text) in SCORECARD_SERIES.items():
+        family = GaugeMetricFamily(name, help_text, labels=["agency", "month"])
+        for row in rows:
+            if row[field] is not None:
+                family.add_metric([row["agency"], row["month"]], row[field])
+        yield family
+    delay = GaugeMetricFamily(
+        "lienthong_scorecard_sharing_delay_seconds",
+        "Event time to hub time of the agency's events (bucket upper bound, at most 19% above).",
+        labels=["agency", "month", "quantile"],
+    )
+    for row in rows:
+        for quantile, field in (("0.5", "delay_p50_s"), ("0.95", "delay_p95_s")):
+            if row[field] is not None:
+                delay.add_metric([row["agency"], row["month"], quantile], row[field])
+    yield delay
 
 
 class HubMetrics:

@@ -17,6 +17,7 @@ from streams.kpis import PLAIN_KPIS, RESIDENCE_KINDS
 
 FLAG_STATUSES = ("OPEN", "RESOLVED")
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 JSON = "application/json"
 
@@ -122,7 +123,32 @@ def _components() -> dict[str, Any]:
             },
             "required": ["agency", "events", "last_seen", "silent_for_s"],
         },
-        "AgenciesResponse": _envelope("agencies", {"type": "array", "items": _ref("Agency")}),
+        "ScorecardRow": {
+            "type": "object",
+            "description": "One agency's month (ward null: every ward) or ward-month; see docs/flags.md.",
+            "properties": {
+                "agency": {"type": "string"},
+                "ward": nullable_str,
+                "month": {"type": "string", "pattern": MONTH_PATTERN},
+                "events": _count(),
+                "dead_lettered": _count(),
+                "dead_letter_share": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "delay_p50_s": {"type": ["number", "null"], "description": "Median event time → hub time."},
+                "delay_p95_s": {"type": ["number", "null"], "description": "95th percentile of the same."},
+                "sla_breaches": _count(),
+                "flags_open": _count(),
+                "silences": _count(),
+                "silent_s": {"type": "number"},
+            },
+            "required": ["agency", "ward", "month", "events", "dead_lettered", "dead_letter_share",
+                         "delay_p50_s", "delay_p95_s", "sla_breaches", "flags_open", "silences", "silent_s"],
+        },
+        "AgenciesResponse": _envelope(
+            "agencies",
+            {"type": "array", "items": _ref("Agency")},
+            {"scorecard": {"type": "array", "items": _ref("ScorecardRow")},
+             "scorecard_wards": {"type": "array", "items": _ref("ScorecardRow")}},
+        ),
         "Ward": {
             "type": "object",
             "properties": {
@@ -211,6 +237,8 @@ def openapi_document() -> dict[str, Any]:
     ftype = _param("type", "Flag type (case-insensitive).", {"type": "string", "enum": list(FLAG_TYPES)})
     agency = _param("agency", "Agency that failed to share (case-insensitive).",
                     {"type": "string", "enum": list(AGENCIES)})
+    month = _param("month", "Local month in Asia/Ho_Chi_Minh, YYYY-MM.", {"type": "string", "pattern": MONTH_PATTERN})
+    wards_param = _param("wards", "`all` adds the scorecard per ward.", {"type": "string", "enum": ["all", "none"]})
     limit = _param("limit", "How many wards to return, busiest first.",
                    {"type": "integer", "minimum": 1, "maximum": len(wards)})
     paths = {
@@ -224,8 +252,27 @@ def openapi_document() -> dict[str, Any]:
                               _json("Counters", _ref("CountersResponse")), [metric, ward, day]),
         "/api/flags": _get("Flags", "Data-sharing failures, open and resolved, oldest first.",
                            _json("Flags", _ref("FlagsResponse")), [status, ftype, agency, ward]),
-        "/api/agencies": _get("Agencies", "Each agency's events and when it was last heard from.",
-                              _json("Agencies", _ref("AgenciesResponse"))),
+        "/api/flags/subjects": {"get": {
+            "summary": "Flags behind a roll-up", "tags": ["api"],
+            "description": "The per-citizen SYNC_MISSING flags behind a roll-up (one flag per agency, ward, "
+                           "day and partition where social insurance sent nothing; see docs/flags.md).",
+            "parameters": [{"name": "flag_id", "in": "query", "required": True,
+                            "schema": {"type": "string", "minLength": 1},
+                            "description": "The roll-up's flag_id, URL-encoded."}],
+            "responses": {
+                "200": _json("The roll-up and its subjects", {
+                    "type": "object",
+                    "properties": {"as_of": {"type": "string", "format": "date-time"}, "flag": _ref("Flag"),
+                                   "count": _count(), "subjects": {"type": "array", "items": _ref("Flag")}},
+                    "required": ["as_of", "flag", "count", "subjects"]}),
+                "400": _json("flag_id is missing.", _ref("Error")),
+                "404": _json("No such flag, or not a roll-up.", _ref("Error")),
+            }}},
+        "/api/agencies": _get(
+            "Agencies",
+            "Each agency's events and when it was last heard from, and its scorecard per month "
+            "(`scorecard`) and, with `ward` or `wards=all`, per ward and month (`scorecard_wards`).",
+            _json("Agencies", _ref("AgenciesResponse")), [month, ward, agency, wards_param]),
         "/api/wards": _get("Wards", "Per-ward totals with ward names, busiest wards first.",
                            _json("Wards", _ref("WardsResponse")), [day, limit]),
         "/api/throughput": _get(

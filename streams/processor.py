@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +16,11 @@ from schemas.codec import EventCodec
 from schemas.errors import ContractError
 from schemas.validation import validate
 from streams.clock import local_day
+from streams.clocks import advance_clocks
 from streams.counting import count_event
 from streams.flags import BaseRule, FlagRule, SourcePosition, default_rules
+from streams.flags.tallies import agency_of_topic
+from streams.scorecard import DEADLETTER_PREFIX, delay_counter
 from streams.state import Change, Delta, PartitionState
 
 Event = dict[str, Any]
@@ -79,6 +82,7 @@ class Processor:
         self.states: dict[int, PartitionState] = {}
         #: event type → the ``on_event`` hooks that react to it (see ``event_hooks``)
         self._hooks: dict[str, list[Callable[[Event, Change], None]]] = {}
+        self._on_clock: list[Callable[[str, int, Change], None]] | None = None
 
     def state(self, partition: int) -> PartitionState:
         if partition not in self.states:
@@ -106,6 +110,16 @@ class Processor:
             ]
         return hooks
 
+    def _clock_hooks(self) -> list[Callable[[str, int, Change], None]]:
+        """The rules' ``on_clock`` hooks (those that are not BaseRule's no-op)."""
+        hooks = self._on_clock
+        if hooks is None:
+            hooks = self._on_clock = [
+                rule.on_clock for rule in self.rules
+                if getattr(type(rule), "on_clock", None) is not BaseRule.on_clock
+            ]
+        return hooks
+
     def decode(self, value: bytes, where: SourcePosition) -> tuple[list[Event], list[DeadLetter]]:
         """Valid events of a message; refused ones (or the whole message) as dead letters."""
         try:
@@ -127,12 +141,22 @@ class Processor:
         return events, dead
 
     def process(
-        self, topic: str, partition: int, offset: int, value: bytes, timestamp: int, now_ms: int | None = None
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes,
+        timestamp: int,
+        now_ms: int | None = None,
+        idle: Collection[str] | None = None,
     ) -> Outcome:
         """Apply one message to its partition's state, unless it was applied before.
 
         ``timestamp`` is the Kafka message time (used where an event has none, e.g.
         a dead letter); ``now_ms`` the wall clock, only for agency liveness.
+        ``idle``: topics of this partition caught up and quiet, whose clocks may
+        follow the others (``None``: every topic, nothing unread anywhere, as in a
+        live run); see :mod:`streams.clocks`.
         """
         state = self.state(partition)
         if state.is_applied(topic, offset):
@@ -143,9 +167,12 @@ class Processor:
         events, outcome.dead_letters = self.decode(value, where)
         for dead in outcome.dead_letters:
             change.count("events_dead_lettered", "", local_day(timestamp))
+            # the scorecard's dead-letter share, by the agency of the topic
+            change.count(DEADLETTER_PREFIX + (agency_of_topic(topic) or "UNKNOWN"), "", local_day(timestamp))
             for rule in self.rules:
                 rule.on_dead_letter(dead.error, where, change)
         watermark = state.watermark
+        newest = 0  # newest event time of this message (one topic: one feed's clock)
         hooks_for = self.event_hooks
         first_sighting = change.first_sighting
         accepted: dict[str, int] = {}
@@ -162,8 +189,13 @@ class Processor:
             for hook in hooks_for(event["event_type"]):
                 hook(event, change)
             # heartbeats carry wall-clock time; only agency events move event time
-            if event["occurred_at"] > watermark and event["event_type"] != "ConnectorHeartbeat":
-                watermark = event["occurred_at"]
+            if event["event_type"] != "ConnectorHeartbeat":
+                at = event["occurred_at"]
+                # the scorecard's sharing delay: event time → hub time (the message's Kafka time)
+                change.count(delay_counter(source, at, timestamp), event["ward_code"], local_day(at))
+                if at > newest:
+                    newest = at
+        watermark = max(watermark, newest)
         outcome.accepted.update(accepted)
         for source, n in outcome.accepted.items():
             # wall clock, on purpose: AGENCY_SILENT is about the agency being live now
@@ -173,6 +205,9 @@ class Processor:
                 AGENCY_KEY + source,
                 {"last_seen_ms": now_ms if now_ms is not None else timestamp, "events": seen["events"] + n},
             )
+        for clock_topic, clock in advance_clocks(change, topic, newest, idle):
+            for on_clock in self._clock_hooks():
+                on_clock(clock_topic, clock, change)
         if watermark > state.watermark:
             change.set("meta", "watermark", watermark)
             for rule in self.rules:

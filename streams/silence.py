@@ -37,9 +37,15 @@ def owns_publisher_partition(assignment: Iterable[Any]) -> bool:
 class SilenceMonitor:
     """Opens a flag per agency silent longer than ``threshold_ms``; resolves it when heard again."""
 
+    #: Silence periods kept for the scorecard (the oldest are dropped first).
+    PERIODS_KEPT = 1000
+
     def __init__(self, threshold_ms: int) -> None:
         self.threshold_ms = threshold_ms
         self._flags: dict[str, Flag] = {}
+        #: ``{"agency", "start", "end"}``: last heard before the silence, heard again
+        #: (``None`` while silent); in memory, like the flags, for the scorecard.
+        self.periods: list[dict[str, Any]] = []
 
     @property
     def interval_s(self) -> float:
@@ -69,6 +75,8 @@ class SilenceMonitor:
                     detail=f"no event or heartbeat from {agency} since {iso_utc(last_seen)} "
                     f"(threshold {self.threshold_ms / 1000:g} s)",
                 )
+                self.periods = [*self.periods, {"agency": agency, "start": last_seen, "end": None}]
+                del self.periods[: -self.PERIODS_KEPT]
             elif not silent and current is not None and current["status"] == "OPEN":
                 flag = dict(
                     current,
@@ -76,6 +84,10 @@ class SilenceMonitor:
                     resolved_at=last_seen,
                     detail=current["detail"] + f"; heard again {iso_utc(last_seen)}",
                 )
+                self.periods = [
+                    dict(p, end=last_seen) if p["agency"] == agency and p["end"] is None else p
+                    for p in self.periods
+                ]
             else:
                 continue
             self._flags[agency] = flag

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 HOUR_MS = 3_600_000
 
-#: name → hours. Event-time SLAs except ``AGENCY_SILENT`` (wall clock).
+#: name → hours. Event-time SLAs except ``AGENCY_SILENT`` and ``SOURCE_IDLE`` (wall clock).
 DEFAULT_SLA_HOURS: dict[str, float] = {
     # ID card issued → its health-insurance record synced with the card.
     "INSURANCE_SYNC": 72.0,
@@ -24,6 +24,9 @@ DEFAULT_SLA_HOURS: dict[str, float] = {
     "LATE_EVENT": 24.0,
     # No event or heartbeat from an agency for this long (wall clock).
     "AGENCY_SILENT": 0.25,
+    # A caught-up feed quiet this long (wall clock) is idle: flags waiting for it
+    # are judged on the other feeds' clocks (streams/clocks.py). 30 seconds.
+    "SOURCE_IDLE": 30 / 3600,
 }
 
 

@@ -31,7 +31,7 @@ _ABSENT = object()
 
 
 #: Stores kept per partition, each a dict of key → JSON-able value.
-STORES = ("meta", "flags", "chains", "dossiers", "citizens", "pending")
+STORES = ("meta", "flags", "chains", "dossiers", "citizens", "pending", "rolled", "rollups")
 
 
 def counter_key(metric: str, ward: str, day: str) -> str:

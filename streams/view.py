@@ -13,8 +13,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from streams.flags.rollups import rolled_subjects
 from streams.kpis import compute_kpis, filter_counters
 from streams.processor import agency_liveness
+from streams.scorecard import build_scorecard
 from streams.state import PartitionState
 
 
@@ -30,6 +32,8 @@ def snapshot_of(state: PartitionState, worker: str) -> dict[str, Any]:
         "counters": dict(state.counters),
         "flags": list(state.stores["flags"].values()),
         "agencies": agency_liveness(state),
+        # the citizen flags behind SYNC_MISSING roll-ups, for /api/flags/subjects
+        "rolled": list(state.stores["rolled"].values()),
     }
 
 
@@ -42,6 +46,8 @@ class CityView:
         self._flags: list[dict[str, Any]] = []
         self._agencies: dict[str, dict[str, Any]] = {}
         self._agencies_key: tuple[Any, ...] | None = None
+        self._scorecard: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+        self._scorecard_key: tuple[Any, ...] | None = None
         #: Flags kept outside partition state (AGENCY_SILENT, wall clock): callables
         #: returning the current ones, merged into ``flags`` on every read.
         self.live_flags: list[Callable[[], list[dict[str, Any]]]] = []
@@ -118,6 +124,38 @@ class CityView:
                     agencies[agency] = info
         self._agencies, self._agencies_key = agencies, key
         return agencies
+
+    def scorecard(
+        self, silences: list[dict[str, Any]] | None = None, now_ms: int = 0
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Per agency × month, and per agency × ward × month (``streams.scorecard``).
+
+        Recomputed when a partition moved on or a silence began or ended (and once
+        a minute while one lasts); the counters are summed over every partition, so
+        the delay histograms of all partitions merge before percentiles are read.
+        """
+        silences = silences or []
+        flags = self.flags
+        still_silent = any(p["end"] is None for p in silences)
+        key = (
+            self._cache_key,
+            tuple((p["agency"], p["start"], p["end"]) for p in silences),
+            tuple(sorted((f["flag_id"], f["status"]) for f in flags if f["type"] == "AGENCY_SILENT")),
+            now_ms // 60_000 if still_silent else 0,
+        )
+        if key != self._scorecard_key:
+            behind = [m["flag"] for _, source in self._sources() for m in (
+                source.stores["rolled"].values() if isinstance(source, PartitionState) else source.get("rolled", []))]
+            self._scorecard = build_scorecard(self.counters.items(), flags, silences, now_ms, behind)
+            self._scorecard_key = key
+        return self._scorecard
+
+    def rolled_subjects(self, partition: int, key: str) -> list[dict[str, Any]]:
+        """The citizen flags behind the roll-up of group ``key`` in ``partition``."""
+        state = self.local.get(partition)
+        if state is not None:
+            return rolled_subjects(state.stores["rolled"], key)
+        return rolled_subjects((self.remote.get(partition) or {}).get("rolled", []), key)
 
     def open_flags(self, ward: str | None = None, day: str | None = None) -> list[dict[str, Any]]:
         from streams.clock import local_day

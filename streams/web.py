@@ -25,8 +25,9 @@ from schemas.topics import AGENCIES
 from schemas.wards import city_wards, ward_codes
 from streams.clock import iso_utc
 from streams.flags import FLAG_TYPES
+from streams.flags.rollups import parse_rollup_subject
 from streams.metrics import CONTENT_TYPE
-from streams.openapi import DAY_PATTERN, FLAG_STATUSES, openapi_document
+from streams.openapi import DAY_PATTERN, FLAG_STATUSES, MONTH_PATTERN, openapi_document
 from streams.state import split_counter_key
 
 if TYPE_CHECKING:
@@ -95,6 +96,18 @@ def _limit(value: str) -> str:
     return value
 
 
+def _month(value: str) -> str:
+    if not re.fullmatch(MONTH_PATTERN, value) or not 1 <= int(value[5:]) <= 12:
+        raise FilterError("month", "must be a local month YYYY-MM")
+    return value
+
+
+def _wards(value: str) -> str:
+    if value not in ("all", "none"):
+        raise FilterError("wards", "must be all or none")
+    return value
+
+
 def _metric(value: str) -> str:
     if not value:
         raise FilterError("metric", "must not be empty")
@@ -109,6 +122,8 @@ CHECKS: dict[str, Callable[[str], str]] = {
     "type": _one_of("type", FLAG_TYPES),
     "agency": _one_of("agency", AGENCIES),
     "limit": _limit,
+    "month": _month,
+    "wards": _wards,
 }
 
 
@@ -207,7 +222,38 @@ async def agencies(request: web.Request) -> web.Response:
          "silent_for_s": round((now - info["last_seen_ms"]) / 1000, 1)}
         for a, info in sorted(seen.items())
     ]
-    return web.json_response({"as_of": _as_of(), "agencies": rows})
+    return web.json_response({"as_of": _as_of(), "agencies": rows, **_scorecard(request, hub, now)})
+
+
+def _scorecard(request: web.Request, hub: Hub, now_ms: int) -> dict[str, Any]:
+    """The scorecard rows for /api/agencies: per agency × month, and (``ward`` or
+    ``wards=all``) per agency × ward × month; see ``streams/scorecard.py``."""
+    f = _filters(request, "month", "ward", "agency", "wards")
+    totals, by_ward = hub.view.scorecard(hub.silence.periods, now_ms)
+
+    def keep(row: dict[str, Any]) -> bool:
+        return (f["month"] is None or row["month"] == f["month"]) and (
+            f["agency"] is None or row["agency"] == f["agency"])
+
+    out: dict[str, Any] = {"scorecard": [r for r in totals if keep(r)]}
+    if f["ward"] is not None or f["wards"] == "all":
+        out["scorecard_wards"] = [r for r in by_ward if keep(r) and f["ward"] in (None, r["ward"])]
+    return out
+
+
+async def flag_subjects(request: web.Request) -> web.Response:
+    """The per-citizen flags behind a SYNC_MISSING roll-up (docs/flags.md, "Roll-ups")."""
+    hub = _hub(request)
+    fid = request.query.get("flag_id")
+    if not fid:
+        raise FilterError("flag_id", "required: the flag_id of a SYNC_MISSING roll-up")
+    flag = next((f for f in hub.view.flags if f["flag_id"] == fid), None)
+    group = parse_rollup_subject(flag["subject"]) if flag is not None and flag["type"] == "SYNC_MISSING" else None
+    if flag is None or group is None:
+        reason = "no such flag" if flag is None else "not a roll-up: no flags stand behind it"
+        return web.json_response({"error": f"flag_id: {reason}", "field": "flag_id", "reason": reason}, status=404)
+    subjects = hub.view.rolled_subjects(group[1], group[0])
+    return web.json_response({"as_of": _as_of(), "flag": flag, "count": len(subjects), "subjects": subjects})
 
 
 async def wards(request: web.Request) -> web.Response:
@@ -320,6 +366,7 @@ def build_web_app(hub: Hub) -> web.Application:
     app.router.add_get("/api/kpis", kpis)
     app.router.add_get("/api/counters", counters)
     app.router.add_get("/api/flags", flags)
+    app.router.add_get("/api/flags/subjects", flag_subjects)
     app.router.add_get("/api/agencies", agencies)
     app.router.add_get("/api/wards", wards)
     app.router.add_get("/api/throughput", throughput)

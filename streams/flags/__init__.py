@@ -4,7 +4,7 @@ A flag lives in the ``flags`` store of the partition that owns its subject, so i
 is fenced and replayed exactly like the counters, and is identified by type and
 subject so the same failure is never flagged twice. Rules run inside
 :class:`streams.processor.Processor`; every SLA is measured on event time (the
-partition watermark), so a replay of the same history gives the same flags. The
+clock of the feed whose data a flag waits for, ``streams.clocks``), so a replay of the same history gives the same flags. The
 one wall-clock flag, ``AGENCY_SILENT``, lives in :mod:`streams.silence`.
 
 See ``docs/flags.md`` for each type, its SLA and its lifecycle.
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from streams.flags.citizens import CitizenDataRule
 from streams.flags.dossiers import ChainStalledRule, ProcedureOverdueRule
 from streams.flags.records import flag_id, make_flag, open_flag, reconcile, resolve_flag
+from streams.flags.rollups import SyncRollup
 from streams.flags.rules import BaseRule, Event, FlagRule, SourcePosition
 from streams.flags.tallies import (
     ContractViolationRule,
@@ -25,7 +26,7 @@ from streams.flags.tallies import (
     Tallies,
     TallyClock,
 )
-from streams.sla import resolve_sla
+from streams.sla import resolve_sla, sla_ms
 
 FLAG_TYPES = (
     "SYNC_FAILED",
@@ -45,8 +46,10 @@ def default_rules(sla: Mapping[str, float] | None = None) -> list[FlagRule]:
     """Every event-time rule, with SLAs (hours) from ``sla`` over the defaults."""
     hours = resolve_sla(sla)
     tallies = Tallies()
+    rollup = SyncRollup(sla_ms(hours, "INSURANCE_SYNC"))
     return [
-        CitizenDataRule(hours),
+        CitizenDataRule(hours, rollup),
+        rollup,
         ChainStalledRule(hours),
         ProcedureOverdueRule(),
         DuplicateEventRule(tallies),
@@ -69,6 +72,7 @@ __all__ = [
     "LateEventRule",
     "ProcedureOverdueRule",
     "SourcePosition",
+    "SyncRollup",
     "Tallies",
     "TallyClock",
     "default_rules",

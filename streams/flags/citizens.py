@@ -11,17 +11,21 @@
 
 All three read one compact record per citizen in the ``citizens`` store (the
 facts, never the flags), so each flag is a pure function of the record's event
-times and the watermark; see :func:`streams.flags.records.reconcile`.
+times and social insurance's clock (``streams.clocks``); see
+:func:`streams.flags.records.reconcile`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from schemas.topics import INSURANCE
 from streams.clock import iso_utc
+from streams.clocks import clock_of
 from streams.flags.deadlines import Deadlines
 from streams.flags.records import EVIDENCE_CAP, Flag, flag_id, make_flag, reconcile
-from streams.flags.rules import BaseRule, Event, watermark_of
+from streams.flags.rollups import SyncRollup
+from streams.flags.rules import BaseRule, Event
 from streams.sla import sla_ms
 from streams.state import Change
 
@@ -143,7 +147,9 @@ def sync_missing(ref: str, record: Record, watermark: int, sla: int) -> Flag | N
     )
 
 
-def insurance_not_shared(ref: str, record: Record) -> Flag | None:
+def insurance_not_shared(ref: str, record: Record, clock: int) -> Flag | None:
+    """``clock``: social insurance's clock; a visit after it is not judged yet (a sync
+    before the visit may still be read from social insurance's feed)."""
     card = record.get("card")
     syncs = record.get("syncs", [])
     checkins = record.get("checkins", [])
@@ -160,7 +166,7 @@ def insurance_not_shared(ref: str, record: Record) -> Flag | None:
         prior = [s for s in syncs if s[0] <= at]
         return prior[-1] if prior and prior[-1][1] == "S" else None
 
-    missed = [c for c in checkins if c[1] == "N" and c[0] >= card[0] and shared_before(c[0])]
+    missed = [c for c in checkins if c[1] == "N" and card[0] <= c[0] <= clock and shared_before(c[0])]
     if not missed:
         return None
     first, last = missed[0], missed[-1]
@@ -194,9 +200,13 @@ class CitizenDataRule(BaseRule):
     TRACKED = frozenset({"IdCardIssued", "HealthInsuranceSynced", "MedicalCheckIn"})
     event_types = TRACKED
 
-    def __init__(self, sla: dict[str, float]) -> None:
+    def __init__(self, sla: dict[str, float], rollup: SyncRollup | None = None) -> None:
         self.sync_sla = sla_ms(sla, "INSURANCE_SYNC")
         self.deadlines = Deadlines("SYNC_MISSING")
+        #: check-ins waiting for social insurance's clock to reach them
+        self.visits = Deadlines("INSURANCE_NOT_SHARED")
+        #: puts SYNC_MISSING behind one flag per ward and day where the flow is missing wholesale
+        self.rollup = rollup or SyncRollup(self.sync_sla)
 
     def on_event(self, event: Event, change: Change) -> None:
         if event["event_type"] not in self.TRACKED:
@@ -207,17 +217,23 @@ class CitizenDataRule(BaseRule):
         if updated is record:
             return
         change.set("citizens", ref, updated)
-        watermark = watermark_of(change)
+        watermark = clock_of(change, INSURANCE)  # SYNC_MISSING waits for social insurance's feed
         card = updated.get("card")
         if card is not None:
             self.deadlines.add(change, card[0] + self.sync_sla, ref, watermark)
+        if event["event_type"] == "MedicalCheckIn" and event["insurance_lookup"] == "NOT_FOUND":
+            self.visits.add(change, event["occurred_at"] - 1, ref, watermark)
         kind = event["event_type"]
         self.reconcile_all(ref, updated, watermark, change,
                            syncs_changed=kind == "HealthInsuranceSynced", checkin_only=kind == "MedicalCheckIn")
 
-    def on_watermark(self, watermark: int, change: Change) -> None:
+    def on_clock(self, topic: str, watermark: int, change: Change) -> None:
+        if topic != INSURANCE:
+            return
         for ref, record in self.deadlines.due_records(change, watermark, "citizens"):
-            reconcile(change, flag_id("SYNC_MISSING", ref), sync_missing(ref, record, watermark, self.sync_sla))
+            self.rollup.place(change, ref, record.get("card"), sync_missing(ref, record, watermark, self.sync_sla))
+        for ref, record in self.visits.due_records(change, watermark, "citizens"):
+            reconcile(change, flag_id("INSURANCE_NOT_SHARED", ref), insurance_not_shared(ref, record, watermark))
 
     def reconcile_all(
         self,
@@ -234,16 +250,12 @@ class CitizenDataRule(BaseRule):
         Every change of the record is reconciled here, so a flag whose inputs an
         event did not touch already equals the desired one and is not built again
         (the per-event hot path): ``SYNC_FAILED`` reads the syncs only; and
-        ``SYNC_MISSING`` reads the card, the syncs and the watermark, whose moves
-        past a deadline :meth:`on_watermark` reconciles, so a check-in
+        ``SYNC_MISSING`` reads the card, the syncs and social insurance's clock
+        (``watermark`` here), whose moves past a deadline :meth:`on_clock` reconciles, so a check-in
         (``checkin_only``) cannot change it.
         """
         if syncs_changed:
             reconcile(change, flag_id("SYNC_FAILED", ref), sync_failed(ref, record))
         if not checkin_only:
-            reconcile(
-                change,
-                flag_id("SYNC_MISSING", ref),
-                sync_missing(ref, record, watermark, self.sync_sla),
-            )
-        reconcile(change, flag_id("INSURANCE_NOT_SHARED", ref), insurance_not_shared(ref, record))
+            self.rollup.place(change, ref, record.get("card"), sync_missing(ref, record, watermark, self.sync_sla))
+        reconcile(change, flag_id("INSURANCE_NOT_SHARED", ref), insurance_not_shared(ref, record, watermark))

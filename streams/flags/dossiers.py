@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.topics import INSURANCE, PROCEDURES, RESIDENCE, WELFARE
 from streams.clock import iso_utc
+from streams.clocks import clock_of
 from streams.counting import CHAIN_STEPS, chain_step
 from streams.flags.deadlines import Deadlines
 from streams.flags.records import Flag, flag_id, make_flag, reconcile
-from streams.flags.rules import BaseRule, Event, watermark_of
+from streams.flags.rules import BaseRule, Event
 from streams.sla import sla_ms
 from streams.state import Change
 
@@ -32,9 +34,27 @@ STEP_AGENCY: dict[str, str] = {
     "funeral_allowance": "LABOUR",
 }
 
+#: The feed that carries each step after the first: a missing step is judged on its clock.
+STEP_TOPIC: dict[str, str] = {
+    "permanent_residence": RESIDENCE,
+    "child_insurance_card": INSURANCE,
+    "residence_deregistered": RESIDENCE,
+    "funeral_allowance": WELFARE,
+}
+
+
+def awaited_step(chain: dict[str, Any]) -> str | None:
+    """The first step after the start that has not arrived: the one the chain waits for."""
+    steps = chain["steps"]
+    return next((s for s in CHAIN_STEPS[chain["kind"]][1:] if s not in steps), None)
+
 
 def chain_stalled(dossier_id: str, chain: dict[str, Any], watermark: int, sla: int) -> Flag | None:
-    """A chain's flag from its steps' event times: the first step missing or done after the deadline."""
+    """A chain's flag from its steps' event times: the first step missing or done after the deadline.
+
+    ``watermark`` is the clock of the feed that carries the first missing step
+    (:func:`awaited_step`): only that feed can tell that the step is really missing.
+    """
     started_at = chain.get("started_at")
     if started_at is None:
         return None  # the starting registration has not arrived: no clock to measure from
@@ -105,7 +125,10 @@ class ChainStalledRule(BaseRule):
 
     def __init__(self, sla: dict[str, float]) -> None:
         self.sla = {kind: sla_ms(sla, f"{kind}_CHAIN") for kind in CHAIN_STEPS}
-        self.deadlines = Deadlines("CHAIN_STALLED")
+        #: deadlines by the feed of the step they wait for
+        self.deadlines = {topic: Deadlines(f"CHAIN_STALLED@{topic}") for topic in set(STEP_TOPIC.values())}
+        #: deadlines written before clocks were per feed (on the partition watermark)
+        self.legacy = Deadlines("CHAIN_STALLED")
 
     def on_event(self, event: Event, change: Change) -> None:
         if chain_step(event) is None:
@@ -114,20 +137,32 @@ class ChainStalledRule(BaseRule):
         chain = change.get("chains", dossier_id)
         if chain is None:
             return
-        watermark = watermark_of(change)
-        started_at = chain.get("started_at")
-        if started_at is not None:
-            self.deadlines.add(change, started_at + self.sla[chain["kind"]], dossier_id, watermark)
-        self._reconcile(dossier_id, chain, watermark, change)
+        self._schedule_and_reconcile(dossier_id, chain, change)
+
+    def on_clock(self, topic: str, clock: int, change: Change) -> None:
+        deadlines = self.deadlines.get(topic)
+        if deadlines is not None:
+            for dossier_id, chain in deadlines.due_records(change, clock, "chains"):
+                self._reconcile(dossier_id, chain, change)
 
     def on_watermark(self, watermark: int, change: Change) -> None:
-        for dossier_id, chain in self.deadlines.due_records(change, watermark, "chains"):
-            self._reconcile(dossier_id, chain, watermark, change)
+        for dossier_id, chain in self.legacy.due_records(change, watermark, "chains"):
+            self._schedule_and_reconcile(dossier_id, chain, change)
 
-    def _reconcile(
-        self, dossier_id: str, chain: dict[str, Any], watermark: int, change: Change
-    ) -> None:
-        desired = chain_stalled(dossier_id, chain, watermark, self.sla[chain["kind"]])
+    def _schedule_and_reconcile(self, dossier_id: str, chain: dict[str, Any], change: Change) -> None:
+        """Wait on the feed of the step the chain awaits now, and bring its flag in line."""
+        started_at = chain.get("started_at")
+        step = awaited_step(chain)
+        if started_at is not None and step is not None:
+            topic = STEP_TOPIC[step]
+            deadline = started_at + self.sla[chain["kind"]]
+            self.deadlines[topic].add(change, deadline, dossier_id, clock_of(change, topic))
+        self._reconcile(dossier_id, chain, change)
+
+    def _reconcile(self, dossier_id: str, chain: dict[str, Any], change: Change) -> None:
+        step = awaited_step(chain)
+        clock = clock_of(change, STEP_TOPIC[step]) if step is not None else 0
+        desired = chain_stalled(dossier_id, chain, clock, self.sla[chain["kind"]])
         reconcile(change, flag_id("CHAIN_STALLED", dossier_id), desired)
 
 
@@ -144,7 +179,7 @@ class ProcedureOverdueRule(BaseRule):
         dossier = change.get("dossiers", dossier_id)
         if dossier is None:
             return
-        watermark = watermark_of(change)
+        watermark = clock_of(change, PROCEDURES)  # the portal's own feed says if it completed
         submitted = dossier.get("submitted")
         if submitted is not None:
             self.deadlines.add(change, int(submitted["due_at"]), dossier_id, watermark)
@@ -154,7 +189,9 @@ class ProcedureOverdueRule(BaseRule):
             procedure_overdue(dossier_id, dossier, watermark),
         )
 
-    def on_watermark(self, watermark: int, change: Change) -> None:
+    def on_clock(self, topic: str, watermark: int, change: Change) -> None:
+        if topic != PROCEDURES:
+            return
         for dossier_id, dossier in self.deadlines.due_records(change, watermark, "dossiers"):
             reconcile(
                 change,

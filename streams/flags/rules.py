@@ -34,6 +34,8 @@ class FlagRule(Protocol):
 
     def on_watermark(self, watermark: int, change: Change) -> None: ...
 
+    def on_clock(self, topic: str, clock: int, change: Change) -> None: ...
+
 
 class BaseRule:
     """No-op hooks, so a rule implements only what it reacts to."""
@@ -53,6 +55,10 @@ class BaseRule:
         return None
 
     def on_watermark(self, watermark: int, change: Change) -> None:
+        return None
+
+    def on_clock(self, topic: str, clock: int, change: Change) -> None:
+        """The event-time clock of one feed (``topic``) moved (see ``streams.clocks``)."""
         return None
 
 

@@ -92,6 +92,28 @@ async function refreshAgencies() {
           <td class="num">${numberFmt.format(a.events)}</td><td class="num">${ago(a.silent_for_s)} ago</td></tr>`;
       }).join("")
     : `<tr><td class="empty">No agency has published yet.</td></tr>`;
+  renderScorecard(body.scorecard || []);
+}
+
+// -- the agency scorecard (rows of /api/agencies: agency × month, every ward) ------
+function seconds(s) {
+  if (s == null) return "—";
+  if (s < 1) return `${Math.round(s * 1000)} ms`;
+  return ago(s);
+}
+
+function renderScorecard(rows) {
+  const recent = [...rows].sort((a, b) => b.month.localeCompare(a.month) || a.agency.localeCompare(b.agency)).slice(0, 36);
+  $("#scorecard").innerHTML = recent.length
+    ? recent.map((r) => `<tr>
+        <td>${esc(AGENCY_LABELS[r.agency] || r.agency)}</td><td>${esc(r.month)}</td>
+        <td class="num">${numberFmt.format(r.events)}</td>
+        <td class="num">${numberFmt.format(r.dead_lettered)}${r.dead_letter_share ? ` (${(100 * r.dead_letter_share).toFixed(1)}%)` : ""}</td>
+        <td class="num">${seconds(r.delay_p50_s)}</td><td class="num">${seconds(r.delay_p95_s)}</td>
+        <td class="num">${r.sla_breaches ? `<b style="color:var(--bad)">${numberFmt.format(r.sla_breaches)}</b>` : "0"}</td>
+        <td class="num">${numberFmt.format(r.flags_open)}</td>
+        <td class="num">${r.silences ? `${r.silences} · ${ago(r.silent_s)}` : "0"}</td></tr>`).join("")
+    : `<tr><td colspan="9" class="empty">No events yet.</td></tr>`;
 }
 
 // -- flags --------------------------------------------------------------------------

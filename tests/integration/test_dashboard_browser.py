@@ -48,3 +48,22 @@ def test_id_card_tile_shows_the_api_figure_and_follows_a_second_import(broker, w
     wait_for(lambda: worker.kpis()["id_cards_issued"] == 130, 60, what="the second import")
     wait_for(lambda: tile_number(page, ID_CARDS_TILE) == 130, 30, what="the tile to update live")
     assert page.evaluate("window.__sameDocument") is True  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_scorecard_table_shows_each_agency_month_as_the_api_does(broker, workers, tmp_path, page, width):
+    worker = workers()
+    import_id_cards(broker, tmp_path, 40, "cards.csv")
+    wait_for(lambda: worker.kpis()["id_cards_issued"] == 40, 60, what="the import")
+    [police] = [r for r in worker.get("/api/agencies")["scorecard"] if r["agency"] == "POLICE"]
+    page.set_viewport_size({"width": width, "height": 900})  # type: ignore[attr-defined]
+    page.goto(f"{worker.url}/")  # type: ignore[attr-defined]
+    row = page.locator("#scorecard tr", has_text=police["month"])  # type: ignore[attr-defined]
+    wait_for(lambda: row.count() == 1 and tile_number(page, "#scorecard tr td:nth-child(3)") == police["events"],
+             30, what="the scorecard row of the police")
+    assert police["events"] == 40 and police["delay_p50_s"] is not None
+    panel = page.locator(".scorecard-section .panel").bounding_box()  # type: ignore[attr-defined]
+    assert panel["x"] >= 0 and panel["x"] + panel["width"] <= width  # the table scrolls inside its card
+    shot = tmp_path / f"scorecard-{width}.png"
+    page.locator(".scorecard-section").screenshot(path=str(shot))  # type: ignore[attr-defined]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 2000

@@ -40,13 +40,27 @@ def test_single_event_messages_count_the_same_as_batches():
 
 
 def test_lienthong_bench_end_to_end_reports_the_right_counts():
-    """The real harness (embedded broker, Publisher, bare consumer, one worker) on a few hundred events."""
+    """The real harness (embedded broker, Publisher, bare consumer, one worker) on a small backlog."""
     from bench.throughput import main
 
-    figures = main(events=300, batch_size=100, workers=1, quiet=True)
-    assert figures.events == 300
-    assert figures.bare_events == 300
+    figures = main(events=1500, batch_size=100, workers=1, quiet=True, flag_churn=True)
+    assert figures.events == 1500
+    assert figures.bare_events == 1500
     run = figures.runs[1]
-    assert run.counted == 300
+    assert run.counted == 1500
+    assert run.alerts and run.spurious == 0  # the worker's flag changes, none a live run would not make
     assert run.messages == figures.messages
     assert run.peak_rss_mib[0] > 0
+
+
+def test_a_backfill_of_the_bench_workload_raises_no_flag_a_live_run_would_not():
+    """bench.flag_churn on a small backlog: reading police first and insurance last, or at random."""
+    from bench.flag_churn import live_run, measure
+
+    events = build_events(6000, seed=6)
+    live = live_run(events, partitions=4)
+    assert live.changes, "the workload raises flags"
+    for order in ("topics", "random"):
+        churn = measure(events, order, batch_size=200, partitions=4, live=live)
+        assert churn.spurious == []
+        assert churn.same_final_flags

@@ -131,10 +131,24 @@ class Feed:
             self.raw(TOPIC_OF_EVENT[e["event_type"]], CODEC.encode(e))
         return self
 
-    def raw(self, topic: str, value: bytes, timestamp: int = T0) -> None:
+    def backfill(self, *events: dict[str, Any], order: tuple[str, ...]) -> Feed:
+        """Read a backlog: each topic's events in the order given, one topic after another
+        (``order`` first, then any other); a topic is idle (caught up) once read to its end."""
+        queues: dict[str, list[dict[str, Any]]] = {}
+        for e in events:
+            queues.setdefault(TOPIC_OF_EVENT[e["event_type"]], []).append(e)
+        for topic in [*order, *sorted(set(queues) - set(order))]:
+            queue = queues.get(topic, [])
+            while queue:
+                e = queue.pop(0)
+                idle = frozenset(t for t in TOPIC_OF_EVENT.values() if not queues.get(t))
+                self.raw(topic, CODEC.encode(e), idle=idle)
+        return self
+
+    def raw(self, topic: str, value: bytes, timestamp: int = T0, idle: frozenset[str] | None = None) -> None:
         offset = self.offsets.get(topic, -1) + 1
         self.offsets[topic] = offset
-        outcome = self.processor.process(topic, 0, offset, value, timestamp, now_ms=T0)
+        outcome = self.processor.process(topic, 0, offset, value, timestamp, now_ms=T0, idle=idle)
         self.alerts.extend(outcome.flag_changes)
         self.dead_letters.extend(outcome.dead_letters)
 
@@ -447,6 +461,178 @@ def test_replay_in_another_cross_topic_interleaving_gives_the_same_flags(seed):
         "DUPLICATE_EVENT",
         "LATE_EVENT",
     }
+
+
+# -- event time per source: a backfill raises no flag a live run would not ---------
+IDENTITY, INSURANCE_TOPIC = "lienthong.identity", "lienthong.insurance"
+
+
+def police_and_insurance_month() -> list[dict[str, Any]]:
+    """Thirty days of cards, each synced within its SLA except citizen 7 (late) and 9 (never)."""
+    history = []
+    for c in range(30):
+        history.append(card(T0 + c * D, c))
+        if c == 7:
+            history.append(sync(T0 + c * D + 5 * D, c))
+        elif c != 9:
+            history.append(sync(T0 + c * D + 2 * D, c, ok=c % 5 != 0))
+    history.sort(key=lambda e: e["occurred_at"])
+    return history
+
+
+def changes_by_flag(feed: Feed) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for alert in feed.alerts:
+        out.setdefault(alert["flag_id"], []).append(alert["status"])
+    return out
+
+
+def test_insurance_history_read_after_the_police_history_opens_no_flag_that_is_withdrawn():
+    history = police_and_insurance_month()
+    live = Feed().send(*history)
+    backfill = Feed().backfill(*history, order=(IDENTITY, INSURANCE_TOPIC))
+    assert "WITHDRAWN" not in {a["status"] for a in backfill.alerts}
+    assert set(changes_by_flag(backfill)) <= set(changes_by_flag(live))
+    assert backfill.flags == live.flags
+    missing = {f["subject"]: f["status"] for f in backfill.of_type("SYNC_MISSING")}
+    assert missing == {ref(7): "RESOLVED", ref(9): "OPEN"}
+
+
+def test_sync_missing_waits_while_the_insurance_feed_has_unread_history():
+    history = police_and_insurance_month()
+    feed = Feed()
+    for e in (e for e in history if e["event_type"] == "IdCardIssued"):
+        feed.raw(IDENTITY, CODEC.encode(e), idle=frozenset())  # insurance not read yet
+    assert feed.of_type("SYNC_MISSING") == []
+
+
+def test_check_ins_read_before_the_insurance_history_raise_no_insurance_not_shared_that_is_withdrawn():
+    """The sync history up to a visit is judged on social insurance's clock, not the hospital's."""
+    history = [card(T0), sync(T0 + H), sync(T0 + 2 * H, ok=False), checkin(T0 + 3 * H), welfare(T0 + 2 * D)]
+    live = Feed().send(*history)
+    backfill = Feed().backfill(*history, order=(IDENTITY, "lienthong.health", INSURANCE_TOPIC))
+    assert live.of_type("INSURANCE_NOT_SHARED") == []
+    assert [a for a in backfill.alerts if a["type"] == "INSURANCE_NOT_SHARED"] == []
+
+
+def test_a_truly_silent_insurance_feed_does_not_hold_sync_missing_back():
+    """Police onboarded first: social insurance sends nothing, so its caught-up feed is idle."""
+    history = [card(T0 + c * D, c) for c in range(10)]
+    feed = Feed().backfill(*history, order=(IDENTITY,))
+    assert {f["subject"] for f in feed.of_type("SYNC_MISSING")} == {ref(c) for c in range(6)}
+    assert {a["status"] for a in feed.alerts} == {"OPEN"}
+
+
+def test_portal_history_read_after_a_feed_far_ahead_raises_no_overdue_that_is_withdrawn():
+    history = [submitted(T0, "P-1", T0 + 5 * D), submitted(T0, "P-2", T0 + 5 * D),
+               completed(T0 + 4 * D, "P-1"), welfare(T0 + 30 * D)]
+    feed = Feed().backfill(*history, order=("lienthong.welfare", "lienthong.procedures"))
+    assert [(a["subject"], a["status"]) for a in feed.alerts if a["type"] == "PROCEDURE_OVERDUE"] == [
+        ("P-2", "OPEN")
+    ]
+    assert [f["subject"] for f in feed.of_type("PROCEDURE_OVERDUE")] == ["P-2"]
+
+
+def test_chain_step_read_after_other_feeds_far_ahead_raises_no_stalled_chain():
+    history = [*birth_steps(T0, "B-1", residence_after=3 * D, card_after=5 * D), welfare(T0 + 40 * D)]
+    feed = Feed().backfill(
+        *history, order=("lienthong.civil-status", INSURANCE_TOPIC, "lienthong.welfare", "lienthong.residence")
+    )
+    assert [a for a in feed.alerts if a["type"] == "CHAIN_STALLED"] == []
+
+
+def test_a_missing_chain_step_is_judged_on_the_clock_of_the_feed_that_owes_it():
+    history = [*birth_steps(T0, "B-1", residence_after=None, card_after=5 * D), welfare(T0 + 40 * D)]
+    feed = Feed()
+    for e in history:
+        topic = TOPIC_OF_EVENT[e["event_type"]]
+        feed.raw(topic, CODEC.encode(e), idle=frozenset())  # the residence feed is not idle: unread
+    assert feed.of_type("CHAIN_STALLED") == []
+    feed.raw("lienthong.residence", CODEC.encode(welfare_like_residence(T0 + 16 * D)), idle=frozenset())
+    flag = feed.only("CHAIN_STALLED")
+    assert flag["agency"] == "POLICE" and "permanent_residence" in flag["detail"]
+
+
+def welfare_like_residence(at: int) -> dict[str, Any]:
+    """A residence registration of someone else: moves only the police residence feed's clock."""
+    return event("ResidenceRegistered", at, 98, kind="TEMPORARY", channel="COUNTER")
+
+
+def test_feed_clocks_survive_a_restore_from_the_delta_log():
+    from streams.clocks import CLOCK_KEY
+    from streams.state import PartitionState
+
+    feed = Feed()
+    deltas = []
+    for offset, e in enumerate([card(T0), card(T0 + 5 * D, 2)]):
+        deltas.append(feed.processor.process(IDENTITY, 0, offset, CODEC.encode(e), T0, idle=frozenset()).delta)
+    restored = PartitionState.fold(0, deltas)
+    assert restored.stores["meta"][CLOCK_KEY + IDENTITY] == T0 + 5 * D
+    assert CLOCK_KEY + INSURANCE_TOPIC not in restored.stores["meta"]
+
+
+# -- SYNC_MISSING rolled up where social insurance sends nothing for a ward and day -----
+ROLLUP_SUBJECT = f"SOCIAL_INSURANCE/{WARD}/2024-06-01/p0"
+
+
+def cards_of_one_day(n: int, first: int = 0) -> list[dict[str, Any]]:
+    return [card(T0 + i * 60_000, first + i) for i in range(n)]
+
+
+def test_cards_of_a_ward_day_without_any_insurance_event_make_one_flag_with_the_count():
+    feed = Feed().send(*cards_of_one_day(10), welfare(T0 + 5 * D))
+    flag = feed.only("SYNC_MISSING")
+    assert (flag["subject"], flag["status"], flag["ward_code"], flag["opened_at"]) == (
+        ROLLUP_SUBJECT, "OPEN", WARD, T0 + 72 * H)
+    assert flag["detail"].startswith(f"10 ID card(s) issued on 2024-06-01 in ward {WARD}")
+    assert [(a["subject"], a["status"]) for a in feed.alerts] == [(ROLLUP_SUBJECT, "OPEN")]
+    behind = feed.processor.state(0).stores["rolled"]
+    assert sorted(m["flag"]["subject"] for m in behind.values()) == sorted(ref(i) for i in range(10))
+
+
+def test_an_insurance_event_for_the_ward_within_the_window_keeps_the_flags_per_citizen():
+    other = sync(T0 + D, citizen=99)  # social insurance is sending for this ward
+    feed = Feed().send(*cards_of_one_day(10), other, welfare(T0 + 5 * D))
+    assert {f["subject"] for f in feed.of_type("SYNC_MISSING")} == {ref(i) for i in range(10)}
+
+
+def test_fewer_cards_than_the_roll_up_minimum_are_flagged_one_by_one():
+    feed = Feed().send(*cards_of_one_day(2), welfare(T0 + 5 * D))
+    assert {f["subject"] for f in feed.of_type("SYNC_MISSING")} == {ref(0), ref(1)}
+
+
+def test_insurance_data_of_the_window_read_late_releases_the_roll_up():
+    feed = Feed().send(*cards_of_one_day(5), welfare(T0 + 5 * D))
+    assert feed.only("SYNC_MISSING")["subject"] == ROLLUP_SUBJECT
+    feed.send(sync(T0 + 2 * D, citizen=99))
+    assert {f["subject"] for f in feed.of_type("SYNC_MISSING")} == {ref(i) for i in range(5)}
+    assert (ROLLUP_SUBJECT, "WITHDRAWN") in [(a["subject"], a["status"]) for a in feed.alerts]
+
+
+def test_late_syncs_after_the_window_resolve_the_roll_up_once_every_card_has_one():
+    feed = Feed().send(*cards_of_one_day(4), welfare(T0 + 5 * D))
+    feed.send(*[sync(T0 + 6 * D + i * H, citizen=i) for i in range(3)])
+    assert feed.only("SYNC_MISSING")["detail"].endswith("1 still missing")
+    feed.send(sync(T0 + 7 * D, citizen=3))
+    flag = feed.only("SYNC_MISSING")
+    assert (flag["subject"], flag["status"], flag["resolved_at"]) == (ROLLUP_SUBJECT, "RESOLVED", T0 + 7 * D)
+    assert [a["status"] for a in feed.alerts if a["subject"] == ROLLUP_SUBJECT] == ["OPEN", "RESOLVED"]
+
+
+def test_police_read_ahead_of_a_silent_insurance_feed_rolls_up_as_a_live_run_does():
+    history = [*cards_of_one_day(6), *(card(T0 + 3 * D + i, 50 + i) for i in range(3)), welfare(T0 + 9 * D)]
+    live = Feed().send(*history)
+    backfill = Feed().backfill(*history, order=("lienthong.welfare", IDENTITY))
+    assert backfill.flags == live.flags
+    assert [(a["subject"], a["status"]) for a in backfill.alerts] == [
+        (ROLLUP_SUBJECT, "OPEN"), (f"SOCIAL_INSURANCE/{WARD}/2024-06-04/p0", "OPEN")]
+
+
+def test_a_roll_up_encodes_with_the_flag_contract():
+    feed = Feed().send(*cards_of_one_day(3), welfare(T0 + 5 * D))
+    [alert] = feed.alerts
+    schema, record = CODEC.decode_record(CODEC.encode_record("Flag", alert))
+    assert schema.name == "Flag" and record["subject"] == ROLLUP_SUBJECT and record["type"] == "SYNC_MISSING"
 
 
 # -- deadlines survive a restore -------------------------------------------------

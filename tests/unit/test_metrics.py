@@ -18,13 +18,22 @@ class _Consumer:
         return set()
 
 
+SCORECARD_ROW = {
+    "agency": "POLICE", "ward": None, "month": "2024-06", "events": 7, "dead_lettered": 1,
+    "dead_letter_share": 0.125, "delay_p50_s": 2.0, "delay_p95_s": 90.5, "sla_breaches": 3,
+    "flags_open": 2, "silences": 1, "silent_s": 60.0,
+}
+
+
 def fake_hub() -> Any:
     view = SimpleNamespace(
         flags=[{"type": "SYNC_FAILED", "status": "OPEN"}, {"type": "SYNC_FAILED", "status": "RESOLVED"}],
         agencies={"POLICE": {"last_seen_ms": 0, "events": 1}},
+        scorecard=lambda periods, now_ms: ([SCORECARD_ROW], []),
     )
     return SimpleNamespace(view=view, processor=SimpleNamespace(states={0: None, 3: None}),
-                           app=SimpleNamespace(consumer=_Consumer()), problems=_no_problems)
+                           app=SimpleNamespace(consumer=_Consumer()), problems=_no_problems,
+                           silence=SimpleNamespace(periods=[]))
 
 
 async def _no_problems() -> list[Problem]:
@@ -99,3 +108,14 @@ def test_health_gauges_say_what_healthz_says():
     assert got[("lienthong_worker_healthy", ())] == 0
     assert got[("lienthong_worker_problem", (("kind", "stalled"),))] == 1
     assert got[("lienthong_worker_problem", (("kind", "recovery_unfinished"),))] == 0
+
+
+def test_scorecard_is_exported_per_agency_and_month():
+    s = samples(HubMetrics(fake_hub()))
+    labels = (("agency", "POLICE"), ("month", "2024-06"))
+    assert s[("lienthong_scorecard_events", labels)] == 7
+    assert s[("lienthong_scorecard_dead_letter_share", labels)] == 0.125
+    assert s[("lienthong_scorecard_sla_breaches", labels)] == 3
+    assert s[("lienthong_scorecard_flags_open", labels)] == 2
+    assert s[("lienthong_scorecard_silences", labels)] == 1
+    assert s[("lienthong_scorecard_sharing_delay_seconds", (*labels, ("quantile", "0.95")))] == 90.5
