@@ -37,16 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.workload import build_events
+from bench.signing import SigningFigures
+from bench.signing import measure as measure_signing
+from bench.workload import BENCH_KEY, build_events
 from connectors.sdk import Publisher
 from lienthong.broker import EmbeddedBroker, free_port, stop_process
 from lienthong.topics import ensure_topics
 from schemas.codec import EventCodec
+from schemas.signing import generate_keyring_file
 from schemas.topics import ALERTS, EVENT_TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 8
 BACKFILL_LINGER_S = 3600.0
+#: Events the signing cost is measured on (enough for stable per-event figures).
+SIGNING_SAMPLE = 50_000
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Figures:
     bare_s: float = 0.0
     bare_events: int = 0
     runs: dict[int, WorkerRun] = field(default_factory=dict)
+    signing: SigningFigures | None = None
 
     def rate(self, seconds: float, n: int | None = None) -> float:
         return (self.events if n is None else n) / seconds if seconds > 0 else 0.0
@@ -320,6 +326,11 @@ def main(events: int = 200_000, batch_size: int = 500, workers: int = 1, seed: i
         say("replaying the backlog as a live run (one event at a time, as sent) for the flags it announces...")
         live_announced = {c["flag_id"] for c in live_run(backlog, PARTITIONS).changes}
     data_dir = Path(tempfile.mkdtemp(prefix="lienthong-bench-"))
+    # the bench is a demo of sorts: its own keys, unless the operator gave some
+    os.environ.setdefault("LIENTHONG_SIGNING_KEYS", str(generate_keyring_file(data_dir / "signing-keys.json")))
+    os.environ.setdefault("LIENTHONG_PSEUDONYM_KEY", BENCH_KEY.decode())
+    say("(d) what proving the sender costs: signature checks, worker core with and without...")
+    figures.signing = measure_signing(backlog[:SIGNING_SAMPLE], batch_size)
     try:
         with EmbeddedBroker() as broker:
             ensure_topics(broker.bootstrap, PARTITIONS)
@@ -381,6 +392,10 @@ def print_table(f: Figures, batch_size: int) -> None:
         statuses = Counter(a["status"] for a in run.alerts)
         churn = "" if run.spurious is None else f"; about flags a live run never announces: {run.spurious:,}"
         print(f"    {count} worker(s): {len(run.alerts):,} flag changes published {dict(statuses)}{churn}")
+    if f.signing is not None:
+        print("(d) signatures (the worker verifies every message before counting):")
+        for line in f.signing.lines():
+            print(line)
     if one is not None and len(f.runs) > 1:
         for count, run in sorted(f.runs.items()):
             if count > 1:

@@ -7,6 +7,11 @@ broker acknowledged every event (acks=all): the agency can forget them. A batch 
 all or nothing: one bad event refuses the request (naming its index and field), so
 the agency fixes it and re-sends the batch without wondering which part went in.
 
+No replay: a signed request signs its ``X-Lienthong-Timestamp`` and
+``X-Lienthong-Nonce`` with the body, and is refused (401) outside the time window
+or when its nonce was used inside it (:class:`ReplayGuard`). An event sent without
+``event_id`` gets one derived from its content, so a blind retry counts once.
+
 Raw ``citizen_id`` numbers are pseudonymised before anything leaves the request
 handler; logs carry event ids, never payloads.
 """
@@ -17,9 +22,12 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
+import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +35,14 @@ from typing import Any
 
 from aiohttp import web
 
+from connectors.csv_import import derive_event_id
 from connectors.json_event import ForbiddenEvent, event_from_json, redact
 from connectors.pseudonym import Pseudonymiser
-from connectors.sdk import Publisher
+from connectors.sdk import Publisher, check_connector_secrets
 from lienthong.logs import get_logger
-from lienthong.settings import Settings
+from lienthong.settings import MissingSecret, Settings
 from schemas.errors import ContractError
+from schemas.signing import KeyringError
 from schemas.topics import AGENCIES
 from schemas.validation import Event
 
@@ -125,9 +135,71 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The ``X-Lienthong-Signature`` value for ``body``: what an agency's client sends."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signed_bytes(timestamp: str, nonce: str, body: bytes) -> bytes:
+    """What a signature covers: the timestamp and nonce headers, then the body, newline-separated."""
+    return timestamp.encode() + b"\n" + nonce.encode() + b"\n" + body
+
+
+def sign(secret: str, body: bytes, timestamp: str, nonce: str) -> str:
+    """The ``X-Lienthong-Signature`` value for a request: what an agency's client sends.
+
+    ``timestamp`` is the ``X-Lienthong-Timestamp`` header (Unix seconds) and
+    ``nonce`` the ``X-Lienthong-Nonce`` header (unique per request): both are
+    signed, so a captured request cannot be re-sent later or twice.
+    """
+    return "sha256=" + hmac.new(secret.encode(), signed_bytes(timestamp, nonce, body), hashlib.sha256).hexdigest()
+
+
+def signature_headers(agency: str, secret: str, body: bytes, now: float | None = None) -> dict[str, str]:
+    """Every header of a signed request (for agency clients and tests): a fresh nonce, the current time."""
+    timestamp = str(int(time.time() if now is None else now))
+    nonce = secrets.token_hex(16)
+    return {"X-Lienthong-Agency": agency, "X-Lienthong-Timestamp": timestamp, "X-Lienthong-Nonce": nonce,
+            "X-Lienthong-Signature": sign(secret, body, timestamp, nonce)}
+
+
+_NONCE = re.compile(r"^[A-Za-z0-9._~-]{16,128}$")
+
+
+class ReplayGuard:
+    """Refuses signed requests outside the time window, or whose nonce was already used in it.
+
+    Nonces are remembered only as long as their timestamp is inside the window
+    (older ones are refused by the clock check anyway), so memory is bounded by the
+    request rate times the window. Kept in the gateway's memory: several gateways,
+    or a restart, can each accept a capture once more inside the window, and the
+    content-derived ``event_id`` is what makes such a replay count once anyway.
+    """
+
+    def __init__(self, window_s: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+        self.window_s = window_s
+        self.clock = clock
+        self._seen: dict[tuple[str, str], float] = {}
+        self._expiry: deque[tuple[float, tuple[str, str]]] = deque()
+
+    def check(self, agency: str, timestamp: str, nonce: str) -> None:
+        """Raise :class:`Unauthorized` for a stale, future or replayed request; else remember its nonce."""
+        try:
+            sent = float(timestamp)
+        except ValueError:
+            raise Unauthorized("X-Lienthong-Timestamp must be Unix seconds") from None
+        now = self.clock()
+        if abs(now - sent) > self.window_s:
+            raise Unauthorized(
+                f"X-Lienthong-Timestamp is {now - sent:+.0f} s from the gateway's clock; "
+                f"allowed ±{self.window_s:.0f} s (check the clock, then sign a new request)"
+            )
+        if not _NONCE.match(nonce):
+            raise Unauthorized("X-Lienthong-Nonce must be 16-128 characters of A-Z a-z 0-9 . _ ~ -")
+        while self._expiry and self._expiry[0][0] < now:
+            _, old = self._expiry.popleft()
+            self._seen.pop(old, None)
+        key = (agency, nonce)
+        if key in self._seen:
+            raise Unauthorized("X-Lienthong-Nonce was already used: a replayed request is refused")
+        expires = sent + self.window_s
+        self._seen[key] = expires
+        self._expiry.append((max(expires, now), key))
 
 
 class Authenticator:
@@ -138,8 +210,9 @@ class Authenticator:
     which also proves the body was not altered on the way.
     """
 
-    def __init__(self, credentials: Mapping[str, AgencyCredential]) -> None:
+    def __init__(self, credentials: Mapping[str, AgencyCredential], replay: ReplayGuard | None = None) -> None:
         self.credentials = dict(credentials)
+        self.replay = replay or ReplayGuard()
 
     def _agency_of_token(self, token: str) -> str | None:
         found = None
@@ -179,8 +252,13 @@ class Authenticator:
                 raise Unauthorized(f"{agency} must sign the body (X-Lienthong-Signature)")
             if not signature.startswith("sha256="):
                 raise Unauthorized("X-Lienthong-Signature must be sha256=<hex>")
-            if not _same(sign(cred.secret, body), signature.strip().lower()):
+            timestamp = headers.get("X-Lienthong-Timestamp", "").strip()
+            nonce = headers.get("X-Lienthong-Nonce", "").strip()
+            if not timestamp or not nonce:
+                raise Unauthorized("a signed request needs X-Lienthong-Timestamp and X-Lienthong-Nonce (both signed)")
+            if not _same(sign(cred.secret, body, timestamp, nonce), signature.strip().lower()):
                 raise Unauthorized("invalid signature")
+            self.replay.check(agency, timestamp, nonce)  # only after the signature: nobody else can burn a nonce
         elif signature:
             raise Unauthorized(f"{agency} has no signing secret configured")
         return agency
@@ -343,7 +421,11 @@ async def post_events(request: web.Request) -> web.Response:
     refused: list[tuple[int, int, ContractError]] = []
     for index, item in enumerate(items):
         try:
-            events.append(event_from_json(item, agency=agency, pseudonymiser=gateway.pseudonymiser))
+            event = event_from_json(item, agency=agency, pseudonymiser=gateway.pseudonymiser)
+            if not item.get("event_id"):
+                # a blind retry of the same content gets the same id, so it counts once
+                event["event_id"] = derive_event_id(event)
+            events.append(event)
         except ForbiddenEvent as exc:
             refused.append((403, index, exc))
         except ContractError as exc:
@@ -412,7 +494,7 @@ def build_gateway_app(
     Without ``publishers``, one per configured agency is made on ``settings.broker``.
     """
     publishers = publishers or AgencyPublishers(settings.broker, credentials)
-    gateway = Gateway(Authenticator(credentials), publishers, Pseudonymiser(settings.resolved_pseudonym_key()),
+    gateway = Gateway(Authenticator(credentials, ReplayGuard(settings.gateway_replay_window)), publishers, Pseudonymiser(settings.resolved_pseudonym_key()),
                       heartbeat_interval, set())
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_errors])
     app[GATEWAY] = gateway
@@ -441,7 +523,8 @@ def run_gateway(settings: Settings, credentials: Path | None) -> None:
         raise click.UsageError("the gateway needs agency credentials: --credentials FILE or LIENTHONG_GATEWAY_CREDENTIALS")
     try:
         creds = load_credentials(source)
-    except CredentialsError as exc:
+        check_connector_secrets(settings, "the gateway", creds)
+    except (CredentialsError, KeyringError, MissingSecret) as exc:
         raise click.UsageError(str(exc)) from None
     ensure_topics(settings.broker, settings.partitions)
     app = build_gateway_app(settings, creds)

@@ -10,17 +10,15 @@ gateway can answer 403 instead of 400.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from connectors.csv_import import parse_time
 from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import prepare
 from schemas.errors import ContractError
+from schemas.personal_ids import mask_text
 from schemas.topics import SOURCE_OF_EVENT
 from schemas.validation import ENVELOPE_FIELDS, Event, payload_fields
-
-_ID_NUMBER = re.compile(r"(?<!\d)\d{12}(?!\d)")
 
 
 def redact(text: str) -> str:
@@ -30,7 +28,7 @@ def redact(text: str) -> str:
     an ID number in the wrong field; a response, log line or error column must
     never echo it back.
     """
-    return _ID_NUMBER.sub("[REDACTED-ID]", text)
+    return mask_text(text)
 
 
 class ForbiddenEvent(ContractError):

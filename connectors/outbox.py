@@ -28,9 +28,9 @@ from psycopg import sql
 
 from connectors.json_event import event_from_json, redact
 from connectors.pseudonym import Pseudonymiser
-from connectors.sdk import Publisher
+from connectors.sdk import Publisher, check_connector_secrets
 from lienthong.logs import get_logger
-from lienthong.settings import Settings
+from lienthong.settings import MissingSecret, Settings
 from schemas.errors import ContractError
 
 log = get_logger(__name__)
@@ -214,7 +214,8 @@ def run_outbox(
 
     try:
         table_identifier(table)
-    except ValueError as exc:
+        check_connector_secrets(settings, "the outbox connector", [agency])
+    except (ValueError, MissingSecret) as exc:
         raise click.UsageError(str(exc)) from None
     stop = threading.Event()
     previous: dict[signal.Signals, Any] = {}

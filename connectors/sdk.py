@@ -5,6 +5,9 @@ subject's events keep their order. For throughput, :class:`Publisher` can group
 events bound for the same partition into one ``EventBatch`` message; it computes
 the partition exactly as Kafka's default partitioner would for the event's key,
 so a batch never mixes partitions and per-partition dedupe stays valid.
+
+Every message is signed with its agency's key (``schemas.signing``): a batch only
+ever holds one agency's events, so one signature proves the sender of all of them.
 """
 
 from __future__ import annotations
@@ -13,20 +16,36 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kafka import KafkaProducer
 
 from connectors.pseudonym import Pseudonymiser
+from lienthong.kafka_security import kafka_python_config
 from lienthong.logs import get_logger
 from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.partitioning import partition_for
+from schemas.signing import Keyring
 from schemas.topics import HEARTBEATS, TOPIC_OF_EVENT, partition_key
 from schemas.validation import Event, validate
 
 log = get_logger(__name__)
+
+
+def check_connector_secrets(settings: Settings, service: str, agencies: Iterable[str]) -> None:
+    """Refuse to start a connector without the pseudonym key or its agencies' signing keys.
+
+    Raises ``MissingSecret`` or ``KeyringError`` with a message naming the setting.
+    Signing keys are not needed where the hub runs with verification off
+    (``LIENTHONG_VERIFY_SIGNATURES=false``).
+    """
+    settings.require_pseudonym_key(service)
+    if settings.verify_signatures:
+        keyring = settings.keyring()
+        for agency in agencies:
+            keyring.signing_key(agency)
 
 
 def now_ms() -> int:
@@ -73,11 +92,15 @@ class Publisher:
         codec: EventCodec | None = None,
         producer: KafkaProducer | None = None,
         linger: float = 0.5,
+        keyring: Keyring | None = None,
     ) -> None:
         self.connector = connector
+        settings = Settings.from_env()
+        #: Signs every message; an empty keyring (verification off) sends unsigned messages.
+        self.keyring = keyring if keyring is not None else settings.keyring()
         self.batch_size = max(1, batch_size)
         # Confluent framing when a schema registry is configured, else single-object encoding
-        self.codec = codec or EventCodec.for_registry_url(Settings.from_env().schema_registry_url)
+        self.codec = codec or EventCodec.for_registry_url(settings.schema_registry_url)
         self.producer = producer or KafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -87,13 +110,14 @@ class Publisher:
             max_request_size=8 * 1024 * 1024,
             max_in_flight_requests_per_connection=1,
             client_id=f"lienthong-{connector}",
+            **kafka_python_config(),
         )
         self.sent_total = 0
         #: A batch never waits longer than this for more events: a rare event type
         #: must not sit in a half-full batch while the traffic is light.
         self.linger = linger
         self._last_batch_send = time.monotonic()
-        self._pending: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        self._pending: dict[tuple[str, int, str], list[bytes]] = defaultdict(list)
         self._partitions: dict[str, int] = {}
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
@@ -126,27 +150,36 @@ class Publisher:
         with self._lock:
             self.sent_total += 1
             if self.batch_size == 1:
-                fut = self.producer.send(topic, value=encoded, key=key)
+                fut = self.producer.send(topic, value=encoded, key=key, headers=self.signed(event["source"], encoded))
                 fut.add_errback(self._errors.append)
                 return
             partition = partition_for(key, self.partitions_of(topic))
-            pending = self._pending[(topic, partition)]
+            where = (topic, partition, event["source"])
+            pending = self._pending[where]
             pending.append(encoded)
             if len(pending) >= self.batch_size:
-                self._send_batch(topic, partition)
+                self._send_batch(where)
             if time.monotonic() - self._last_batch_send >= self.linger:
                 self._send_pending()
 
+    def signed(self, agency: str, value: bytes) -> list[tuple[str, bytes]] | None:
+        """The headers proving ``agency`` sent ``value`` (none when no keys are configured)."""
+        if not self.keyring:
+            return None
+        return self.keyring.signing_key(agency).headers(value)
+
     def _send_pending(self) -> None:
-        for topic, partition in list(self._pending):
-            self._send_batch(topic, partition)
+        for where in list(self._pending):
+            self._send_batch(where)
         self._last_batch_send = time.monotonic()
 
-    def _send_batch(self, topic: str, partition: int) -> None:
-        events = self._pending.pop((topic, partition), [])
+    def _send_batch(self, where: tuple[str, int, str]) -> None:
+        events = self._pending.pop(where, [])
         if events:
+            topic, partition, agency = where
             value = self.codec.encode_batch(events)
-            fut = self.producer.send(topic, value=value, key=b"batch", partition=partition)
+            fut = self.producer.send(topic, value=value, key=b"batch", partition=partition,
+                                     headers=self.signed(agency, value))
             fut.add_errback(self._errors.append)
 
     def flush(self, timeout: float = 60.0) -> None:
@@ -172,7 +205,8 @@ class Publisher:
             None,
         )
         encoded = self.codec.encode(beat)
-        self.producer.send(HEARTBEATS, value=encoded, key=self.connector.encode())
+        self.producer.send(HEARTBEATS, value=encoded, key=self.connector.encode(),
+                           headers=self.signed(self._heartbeat_source, encoded))
 
     def _beat(self, interval: float) -> None:
         while not self._stop.wait(interval):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -24,6 +25,17 @@ IMPORT_LINGER_S = 3600.0
 
 def _settings(ctx: click.Context) -> Settings:
     return ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
+
+
+def _refuse_without_secrets(check: Callable[[Settings], object], settings: Settings) -> None:
+    """Run a service's secret check; a missing secret is a usage error with its message, not a traceback."""
+    from lienthong.settings import MissingSecret
+    from schemas.signing import KeyringError
+
+    try:
+        check(settings)
+    except (MissingSecret, KeyringError) as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,9 +92,10 @@ def broker(ctx: click.Context, port: int, host: str) -> None:
 @click.pass_context
 def worker(ctx: click.Context, name: str | None, web_port: int) -> None:
     """Run a stream worker: counters, flags and the HTTP API (dashboard on /)."""
-    from streams.worker import broker_for, run_worker
+    from streams.worker import broker_for, check_secrets, run_worker
 
     settings = _settings(ctx).with_(web_port=web_port)
+    _refuse_without_secrets(check_secrets, settings)
     with broker_for(settings) as bootstrap:
         run_worker(settings, bootstrap, name)
 
@@ -101,12 +114,13 @@ def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progre
     """
     from connectors.csv_import import import_csv
     from connectors.pseudonym import Pseudonymiser
-    from connectors.sdk import Publisher
+    from connectors.sdk import Publisher, check_connector_secrets
     from lienthong.topics import ensure_topics
 
     settings = _settings(ctx)
     if not settings.broker:
         raise click.UsageError("import needs a running broker: set LIENTHONG_BROKER or --broker")
+    _refuse_without_secrets(lambda s: check_connector_secrets(s, "lienthong import", [agency]), settings)
     ensure_topics(settings.broker, settings.partitions)
     # A file is a backfill: batches fill at import speed, so they wait for full
     # (linger 1 h) rather than going out every 0.5 s at ~1/5 of the size, which
@@ -150,6 +164,9 @@ def simulate(ctx: click.Context, seed: int, rate: float, duration: float | None,
     settings = _settings(ctx)
     if not settings.broker:
         raise click.UsageError("simulate needs a running broker: set LIENTHONG_BROKER or --broker")
+    from connectors.sdk import check_connector_secrets
+
+    _refuse_without_secrets(lambda s: check_connector_secrets(s, "lienthong simulate", AGENCIES), settings)
     run_simulation(settings, seed=seed, rate=rate, duration=duration, events=events, days=days,
                    start=start, batch_size=batch_size, progress=progress)
 
@@ -195,6 +212,46 @@ def status(ctx: click.Context, url: str | None) -> None:
 
     settings = _settings(ctx)
     print_status(settings, url or f"http://127.0.0.1:{settings.web_port}")
+
+
+@main.group()
+def audit() -> None:
+    """The audit record (topic lienthong.audit): which agency sent which message, hash-chained.
+
+    One chain per source topic-partition; each record holds the agency, key id,
+    topic, partition, offset, SHA-256 of the message and its time, never personal
+    data, plus the hash of the record before it.
+    """
+
+
+@audit.command("verify")
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Recompute every chain; report the first break of each (exit 1), or ok.
+
+    A record re-sent identically after a worker restart is a duplicate, not a
+    break; an altered, removed or reordered record is a break.
+    """
+    from lienthong.audit_log import verify_command
+
+    settings = _settings(ctx)
+    if not settings.broker:
+        raise click.UsageError("audit verify needs a running broker: set LIENTHONG_BROKER or --broker")
+    sys.exit(verify_command(settings))
+
+
+@audit.command("show")
+@click.option("--agency", type=click.Choice(AGENCIES), default=None, help="Only this agency's messages.")
+@click.option("--since", default=None, help="Only messages from this time on (ISO 8601 or epoch ms).")
+@click.pass_context
+def audit_show(ctx: click.Context, agency: str | None, since: str | None) -> None:
+    """List accepted messages: time, agency, key id, topic[partition]@offset, events, value digest."""
+    from lienthong.audit_log import parse_since, show_command
+
+    settings = _settings(ctx)
+    if not settings.broker:
+        raise click.UsageError("audit show needs a running broker: set LIENTHONG_BROKER or --broker")
+    sys.exit(show_command(settings, agency, parse_since(since)))
 
 
 @main.group()

@@ -48,6 +48,24 @@ def demo_credentials(settings: Settings) -> Path:
     return path
 
 
+def demo_secrets(settings: Settings) -> dict[str, str]:
+    """The demo's own pseudonym key and agency signing keys, generated once in the data dir.
+
+    Only the demo generates secrets; every service it starts is given them as a
+    real deployment would give them (``LIENTHONG_PSEUDONYM_KEY_FILE``,
+    ``LIENTHONG_SIGNING_KEYS``), unless the operator configured their own.
+    """
+    from schemas.signing import generate_keyring_file
+
+    env: dict[str, str] = {}
+    if not settings.pseudonym_key and not settings.pseudonym_key_file:
+        settings.resolved_pseudonym_key()  # generates data_dir/pseudonym.key (0600) once
+        env["LIENTHONG_PSEUDONYM_KEY_FILE"] = str(settings.data_dir / "pseudonym.key")
+    if not settings.signing_keys:
+        env["LIENTHONG_SIGNING_KEYS"] = str(generate_keyring_file(settings.data_dir / "signing-keys.json"))
+    return env
+
+
 def run_demo(settings: Settings, rate: float = 300.0) -> None:
     credentials = demo_credentials(settings)
     police_token = json.loads(credentials.read_text())["POLICE"]["token"]
@@ -56,7 +74,7 @@ def run_demo(settings: Settings, rate: float = 300.0) -> None:
     ensure_topics(bootstrap, settings.partitions)
     env = dict(os.environ, LIENTHONG_BROKER=bootstrap, LIENTHONG_WEB_PORT=str(settings.web_port),
                LIENTHONG_GATEWAY_PORT=str(settings.gateway_port), LIENTHONG_DATA_DIR=str(settings.data_dir),
-               LIENTHONG_GATEWAY_CREDENTIALS=str(credentials))
+               LIENTHONG_GATEWAY_CREDENTIALS=str(credentials), **demo_secrets(settings))
     cli = [sys.executable, "-m", "lienthong"]
     children: list[subprocess.Popen[bytes]] = []
     stopping = {"now": False}

@@ -1,7 +1,10 @@
 """JSON logs for every service, through structlog.
 
 A processor scrubs anything shaped like a 12-digit personal ID number, so a stray
-``log.info(row=...)`` can never put one in a log line.
+``log.info(row=...)`` can never put one in a log line: in any value, nested lists
+and dicts included, and in the records of the libraries' own loggers (Faust,
+aiokafka, kafka-python), which could quote a message they failed on (scrubbed when
+the record is made, whatever handler later prints it).
 
 Libraries log through the standard library (Faust and mode's timers, aiokafka,
 kafka-python's "blocking the event loop"); their records are rendered by the same
@@ -11,21 +14,49 @@ processors, so every line a service writes is one JSON object.
 from __future__ import annotations
 
 import logging
-import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
 
-_ID_NUMBER = re.compile(r"(?<!\d)\d{12}(?!\d)")
+from schemas.personal_ids import has_id, mask_text
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (bytes, bytearray)):
+        return _scrub(bytes(value).decode("utf-8", "replace"))
+    return value
 
 
 def redact_id_numbers(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in event_dict.items():
-        if isinstance(value, str) and _ID_NUMBER.search(value):
-            event_dict[key] = _ID_NUMBER.sub("[REDACTED-ID]", value)
+        if not isinstance(value, (int, float, bool)) and value is not None:
+            event_dict[key] = _scrub(value)
     return event_dict
+
+
+def _redacting_record_factory(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """Wrap the stdlib's record factory so every library log record is scrubbed, whatever its handler."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string is the library's problem, not ours
+            return record
+        if has_id(message):
+            record.msg, record.args = mask_text(message), None
+        return record
+
+    make.lienthong_redacts = True  # type: ignore[attr-defined]
+    return make
 
 
 def stdlib_json_handler(stream: Any) -> logging.Handler:
@@ -56,6 +87,9 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
     root.handlers[:] = [stdlib_json_handler(out)]
     root.setLevel(getattr(logging, level.upper()))
     logging.captureWarnings(True)  # warnings.warn(...) becomes a JSON line too
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "lienthong_redacts", False):
+        logging.setLogRecordFactory(_redacting_record_factory(factory))
     for noisy in ("kafka", "aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, level.upper())))
     structlog.configure(

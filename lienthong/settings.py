@@ -10,6 +10,10 @@ import os
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas.signing import Keyring
 
 
 def _env(name: str, default: str) -> str:
@@ -20,6 +24,19 @@ def _sla_from_env() -> dict[str, float]:
     """``LIENTHONG_SLA_<NAME>=<hours>`` overrides; names and defaults live in ``streams/sla.py``."""
     prefix = "LIENTHONG_SLA_"
     return {k[len(prefix):].upper(): float(v) for k, v in os.environ.items() if k.startswith(prefix) and v.strip()}
+
+
+def _flag(value: str, name: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"LIENTHONG_{name} must be true or false, not {value!r}")
+
+
+class MissingSecret(RuntimeError):
+    """A service was started without a secret it must be given (never generated outside the demo)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,14 @@ class Settings:
     #: Optional Confluent schema registry URL; when set, producers use its framing.
     schema_registry_url: str = ""
     gateway_credentials: str = ""
+    #: File holding the pseudonym key (instead of ``pseudonym_key`` in the environment).
+    pseudonym_key_file: str = ""
+    #: Agency signing keys (inline JSON or a file path): see ``schemas.signing``.
+    signing_keys: str = ""
+    #: The worker counts only messages signed by a known agency; off only by an explicit setting.
+    verify_signatures: bool = True
+    #: Seconds a signed gateway request's timestamp may differ from the gateway's clock.
+    gateway_replay_window: float = 300.0
     #: /healthz is 503 when owned partitions have lag and nothing moved for this long (s).
     health_stall_s: float = 30.0
     #: /healthz is 503 when a rebalance's table recovery has not finished after this long (s).
@@ -70,6 +95,10 @@ class Settings:
             log_level=_env("LOG_LEVEL", "INFO"),
             schema_registry_url=_env("SCHEMA_REGISTRY_URL", ""),
             gateway_credentials=_env("GATEWAY_CREDENTIALS", ""),
+            pseudonym_key_file=_env("PSEUDONYM_KEY_FILE", ""),
+            signing_keys=_env("SIGNING_KEYS", ""),
+            verify_signatures=_flag(_env("VERIFY_SIGNATURES", "true"), "VERIFY_SIGNATURES"),
+            gateway_replay_window=float(_env("GATEWAY_REPLAY_WINDOW", "300")),
             health_stall_s=float(_env("HEALTH_STALL_S", "30")),
             health_recovery_s=float(_env("HEALTH_RECOVERY_S", "120")),
             sla=_sla_from_env(),
@@ -87,6 +116,8 @@ class Settings:
         """
         if self.pseudonym_key:
             return self.pseudonym_key.encode()
+        if self.pseudonym_key_file:
+            return Path(self.pseudonym_key_file).expanduser().read_text().strip().encode()
         path = self.data_dir / "pseudonym.key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -94,3 +125,36 @@ class Settings:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
         return path.read_text().strip().encode()
+
+    def require_pseudonym_key(self, service: str) -> bytes:
+        """The configured pseudonym key, or :class:`MissingSecret` for ``service`` to refuse to start.
+
+        Services never generate the key: a generated key would differ per host and
+        per data dir, so the same citizen would get different pseudonyms and the
+        hub's joins would silently break. Only ``lienthong demo`` generates one.
+        """
+        if not self.pseudonym_key and not self.pseudonym_key_file:
+            raise MissingSecret(
+                f"{service} needs the pseudonym key: set LIENTHONG_PSEUDONYM_KEY or LIENTHONG_PSEUDONYM_KEY_FILE "
+                "(the same secret for every connector and worker; only `lienthong demo` generates one)"
+            )
+        try:
+            key = self.resolved_pseudonym_key()
+        except OSError as exc:
+            raise MissingSecret(f"{service}: cannot read LIENTHONG_PSEUDONYM_KEY_FILE: {exc.strerror}") from None
+        if len(key) < 16:
+            raise MissingSecret(f"{service}: the pseudonym key must be at least 16 bytes")
+        return key
+
+    def __repr__(self) -> str:  # secrets never reach a log line or an error message
+        hidden = {"pseudonym_key", "signing_keys", "gateway_credentials"}
+        shown = ", ".join(
+            f"{k}={'***' if k in hidden and v else v!r}" for k, v in self.__dict__.items()
+        )
+        return f"Settings({shown})"
+
+    def keyring(self) -> Keyring:
+        """The agency signing keys (``LIENTHONG_SIGNING_KEYS``); empty when none are configured."""
+        from schemas.signing import Keyring, load_keyring
+
+        return load_keyring(self.signing_keys) if self.signing_keys else Keyring(())

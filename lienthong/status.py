@@ -123,6 +123,9 @@ def print_status(settings: Settings, url: str) -> None:
     click.echo("Worker")
     click.echo(f"  {base}: {health['status']} ({health['worker']}), owns partitions "
                f"{health['partitions_owned']}, {health['messages']:,} messages processed")
+    verification = health.get("signature_verification", "unknown")
+    click.echo(f"  signature verification: {verification}"
+               + ("  (LIENTHONG_VERIFY_SIGNATURES=false: unsigned messages are counted)" if verification == "off" else ""))
     problems = health.get("problems") or []
     click.echo(f"Health: {'UNHEALTHY: ' + '; '.join(problems) if problems else 'ok'}")
     click.echo(f"Consumer lag: {sum(lag.values()):,} messages")

@@ -14,7 +14,8 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from schemas.topics import ALL_TOPICS
+from lienthong.kafka_security import kafka_python_config
+from schemas.topics import ALL_TOPICS, TOPIC_CONFIGS
 
 
 def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = ALL_TOPICS, timeout: float = 30.0) -> None:
@@ -22,7 +23,7 @@ def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = ALL
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lienthong-admin")
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lienthong-admin", **kafka_python_config())
             break
         except KafkaError:
             if time.monotonic() > deadline:
@@ -30,7 +31,7 @@ def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = ALL
             time.sleep(0.5)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        missing = [NewTopic(t, partitions, 1, topic_configs=TOPIC_CONFIGS.get(t, {})) for t in topics if t not in existing]
         if missing:
             try:
                 admin.create_topics(missing)
@@ -44,7 +45,8 @@ def topic_partitions(
     bootstrap: str, topics: tuple[str, ...] = ALL_TOPICS, client_id: str = "lienthong-admin"
 ) -> dict[str, int]:
     """Partition count of each of ``topics`` that exists (raises if the broker is unreachable)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, request_timeout_ms=5000)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, request_timeout_ms=5000,
+                             **kafka_python_config())
     try:
         existing = set(admin.list_topics())
         wanted = [t for t in topics if t in existing]

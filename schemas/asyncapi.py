@@ -16,6 +16,7 @@ from schemas.registry import SchemaRegistry, SchemaVersion, default_registry
 from schemas.topics import (
     AGGREGATES,
     ALERTS,
+    AUDIT,
     DEADLETTER,
     EVENT_TOPICS,
     SOURCE_OF_EVENT,
@@ -35,12 +36,43 @@ DEADLETTER_HEADERS: dict[str, str] = {
     "lienthong.source.partition": "Its partition.",
     "lienthong.source.offset": "Its offset.",
     "lienthong.source.batch_index": "Index of the refused event inside an EventBatch, when only one item was bad.",
+    "lienthong.redacted": "How many values shaped like a personal ID number were replaced (pseudonym or mask).",
+    "lienthong.source.agency": "The agency whose signature on the message was good (absent when it was not).",
+    "lienthong.source.key_id": "The key id of that signature.",
+}
+
+#: Headers every agency message carries (``schemas.signing``).
+SIGNING_HEADERS: dict[str, str] = {
+    "lienthong.agency": "The publishing agency.",
+    "lienthong.key_id": "Id of the agency key that signed the value.",
+    "lienthong.signature": "Hex HMAC-SHA256 of the exact value bytes with that key.",
+}
+
+#: One record of ``lienthong.audit`` (``streams.audit``), as JSON Schema.
+AUDIT_RECORD: dict[str, Any] = {
+    "type": "object",
+    "required": ["chain", "agency", "key_id", "topic", "partition", "offset", "value_sha256", "time", "events",
+                 "prev", "hash"],
+    "properties": {
+        "chain": {"type": "string", "description": "'<topic>:<partition>': one hash chain per source partition."},
+        "agency": {"type": "string"},
+        "key_id": {"type": "string", "description": "Key that signed the message ('' if verification was off)."},
+        "topic": {"type": "string"},
+        "partition": {"type": "integer"},
+        "offset": {"type": "integer"},
+        "value_sha256": {"type": "string", "description": "SHA-256 (hex) of the message value."},
+        "time": {"type": "integer", "description": "Kafka time of the message, UTC milliseconds."},
+        "events": {"type": "integer", "description": "Events the message held that were accepted."},
+        "prev": {"type": "string", "description": "hash of the chain's previous record (64 zeros first)."},
+        "hash": {"type": "string", "description": "SHA-256 of the other fields as sorted compact JSON."},
+    },
 }
 
 _TOPIC_DOCS: dict[str, str] = {
     DEADLETTER: "Anything refused, unchanged, with the reason in headers.",
     ALERTS: "Data-sharing failures (flags) as they open and resolve; keyed by flag id.",
     AGGREGATES: "Counter snapshots per partition for dashboards (JSON); keyed by partition.",
+    AUDIT: "Hash-chained record of every accepted message (JSON, no personal data); never compacted.",
 }
 
 #: Shape of an aggregates snapshot (``streams.view.snapshot_of``), as JSON Schema.
@@ -81,6 +113,11 @@ def _avro_message(sv: SchemaVersion, versions: list[SchemaVersion], summary: str
             "Confluent framing (00, 4-byte schema id) where a schema registry is configured."
         ),
         "payload": {"schemaFormat": AVRO_FORMAT, "schema": sv.schema},
+        "headers": {
+            "type": "object",
+            "required": list(SIGNING_HEADERS),
+            "properties": {k: {"type": "string", "description": v} for k, v in SIGNING_HEADERS.items()},
+        },
         "bindings": {"kafka": {"key": {"type": "string"}, "bindingVersion": KAFKA_BINDING}},
         "x-lienthong-versions": [
             {"version": v.version, "fingerprint": v.fingerprint.hex(), "file": f"{v.name}/{v.path.name}"}
@@ -108,7 +145,7 @@ def build_asyncapi(registry: SchemaRegistry | None = None) -> dict[str, Any]:
     messages["DeadLetter"] = {
         "name": "DeadLetter",
         "title": "Dead letter",
-        "summary": "A refused message, byte for byte as it arrived.",
+        "summary": "A refused message as it arrived, with values shaped like a personal ID number replaced.",
         "contentType": "application/octet-stream",
         "headers": {
             "type": "object",
@@ -117,6 +154,13 @@ def build_asyncapi(registry: SchemaRegistry | None = None) -> dict[str, Any]:
             "properties": {k: {"type": "string", "description": v} for k, v in DEADLETTER_HEADERS.items()},
         },
         "payload": {"type": "string", "format": "binary", "description": "The original message value."},
+    }
+    messages["AuditRecord"] = {
+        "name": "AuditRecord",
+        "title": "Audit record",
+        "summary": "Who sent which message: one link of a hash chain.",
+        "contentType": "application/json",
+        "payload": AUDIT_RECORD,
     }
     messages["AggregateSnapshot"] = {
         "name": "AggregateSnapshot",
@@ -153,6 +197,7 @@ def build_asyncapi(registry: SchemaRegistry | None = None) -> dict[str, Any]:
     add(DEADLETTER, ["DeadLetter"], _TOPIC_DOCS[DEADLETTER], send=False)
     add(ALERTS, ["Flag"], _TOPIC_DOCS[ALERTS], send=False)
     add(AGGREGATES, ["AggregateSnapshot"], _TOPIC_DOCS[AGGREGATES], send=False)
+    add(AUDIT, ["AuditRecord"], _TOPIC_DOCS[AUDIT], send=False)
 
     return {
         "asyncapi": ASYNCAPI_VERSION,

@@ -133,6 +133,21 @@ class EventCodec:
         assert isinstance(record, dict)  # every contract is an Avro record
         return record
 
+    def rewrite(self, data: bytes, record: dict[str, Any]) -> bytes:
+        """``data`` with its record replaced by ``record``, same writer schema and framing.
+
+        For cleaning a refused message (``streams.redaction``) without changing
+        which schema, or which framing, it claims to be written with.
+        """
+        sv, header_len = self._writer(data)
+        out = io.BytesIO()
+        out.write(bytes(data[:header_len]))
+        try:
+            schemaless_writer(out, self._wire(sv), record)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ContractError(_field_of(exc), str(exc), sv.name) from None
+        return out.getvalue()
+
     def decode_item(self, data: bytes) -> Event:
         """One single-object event of a batch, as :meth:`decode` gives it, for the worker.
 

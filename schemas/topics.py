@@ -13,6 +13,8 @@ HEARTBEATS = "lienthong.heartbeats"
 DEADLETTER = "lienthong.deadletter"
 ALERTS = "lienthong.alerts"
 AGGREGATES = "lienthong.aggregates"
+#: Hash-chained record of every accepted message (``streams.audit``); never compacted.
+AUDIT = "lienthong.audit"
 
 TOPIC_OF_EVENT: dict[str, str] = {
     "IdCardIssued": IDENTITY,
@@ -56,7 +58,12 @@ AGENCIES = ("POLICE", "SOCIAL_INSURANCE", "HEALTH", "JUSTICE", "PORTAL", "LABOUR
 #: Topics a worker consumes; all share one partition count (co-partitioned).
 EVENT_TOPICS: tuple[str, ...] = tuple(dict.fromkeys(TOPIC_OF_EVENT.values()))
 
-ALL_TOPICS: tuple[str, ...] = EVENT_TOPICS + (DEADLETTER, ALERTS, AGGREGATES)
+ALL_TOPICS: tuple[str, ...] = EVENT_TOPICS + (DEADLETTER, ALERTS, AGGREGATES, AUDIT)
+
+#: Topic configs beyond the broker's defaults: the audit record is kept forever, never compacted.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    AUDIT: {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+}
 
 
 def events_of_agency(agency: str) -> list[str]:

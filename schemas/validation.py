@@ -12,6 +12,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from schemas.errors import ContractError
+from schemas.personal_ids import has_id
 from schemas.registry import SchemaRegistry, default_registry
 from schemas.topics import SOURCE_OF_EVENT
 from schemas.wards import ward_codes
@@ -37,6 +38,9 @@ NEEDS_CORRELATION = frozenset(
 )
 #: 2000-01-01 .. 2100-01-01 in epoch ms: anything outside is a unit mistake.
 _MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000
+#: A free-text field may not carry a personal ID number: it would enter a topic in clear.
+_HOLDS_ID = "holds a value shaped like a personal ID number (12 digits); send it only as citizen_id"
+_id_search = has_id
 #: The city's ward codes (a fixed list from ``vietnam-provinces``), bound once.
 _WARDS = ward_codes()
 
@@ -131,6 +135,8 @@ def validate(event: Event, registry: SchemaRegistry | None = None) -> Event:
     corr = event.get("correlation_id")
     if corr is not None and (not isinstance(corr, str) or not corr.strip()):
         raise ContractError("correlation_id", "must be a non-empty string when given", event_type)
+    if corr is not None and _id_search(corr):
+        raise ContractError("correlation_id", _HOLDS_ID, event_type)
     if event_type in NEEDS_CORRELATION and corr is None:
         raise ContractError("correlation_id", f"is required for {event_type}", event_type)
     for name, has_default, kind, symbols, symbols_text in plans[event_type]:
@@ -150,4 +156,6 @@ def validate(event: Event, registry: SchemaRegistry | None = None) -> Event:
             raise ContractError(name, "must be a non-negative integer", event_type)
         elif kind == "boolean" and not isinstance(value, bool):
             raise ContractError(name, "must be true or false", event_type)
+        if type(value) is str and _id_search(value):
+            raise ContractError(name, _HOLDS_ID, event_type)
     return event

@@ -23,12 +23,13 @@ import orjson
 from faust.transport.drivers.aiokafka import Producer as FaustAIOKafkaProducer
 from faust.types import TP
 
+from lienthong.kafka_security import aiokafka_config, faust_credentials
 from lienthong.logs import get_logger
 from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.partitioning import kafka_partitioner, partition_for
-from schemas.topics import AGGREGATES, ALERTS, DEADLETTER, EVENT_TOPICS
-from streams import faults, faust_fixes
+from schemas.topics import AGGREGATES, ALERTS, AUDIT, DEADLETTER, EVENT_TOPICS
+from streams import audit, faults, faust_fixes
 from streams.exits import EXIT_CRASHED, exit_now
 from streams.flags import default_rules
 from streams.health import Health, Problem, crash_of
@@ -68,7 +69,7 @@ class Hub:
         self.bootstrap = bootstrap
         self.worker_name = worker_name or f"{os.uname().nodename}-{os.getpid()}"
         self.codec = EventCodec.for_registry_url(settings.schema_registry_url)
-        self.processor = Processor(self.codec, default_rules(settings.sla))
+        self.processor = build_processor(settings, self.codec)
         self.silence = SilenceMonitor(sla_ms(resolve_sla(settings.sla), "AGENCY_SILENT"))
         #: Wall-clock seconds a caught-up feed must stay quiet to count as idle (streams.clocks).
         self.source_idle_s = sla_ms(resolve_sla(settings.sla), "SOURCE_IDLE") / 1000
@@ -127,6 +128,8 @@ class Hub:
             # Kafka's default partitioner, hashed in C (aiokafka's is pure Python)
             producer_partitioner=kafka_partitioner,
             logging_config=None,
+            # SASL/TLS from LIENTHONG_KAFKA_* (None: plaintext)
+            broker_credentials=faust_credentials(),
         )
         self.deltas = app.Table(
             "deltas",
@@ -236,7 +239,7 @@ class Hub:
         outcome = self.processor.process(
             # round: the Kafka timestamp is whole ms, Faust hands it over as float seconds
             topic, partition, offset, message.value or b"", round(message.timestamp * 1000), int(time.time() * 1000),
-            idle=idle,
+            idle=idle, headers=message.headers,
         )
         stats = self.stats
         stats["messages"] += 1
@@ -263,14 +266,17 @@ class Hub:
                 self.deltas[key] = existing
                 # its side effects may have died with the worker that wrote it: again
                 # (decoded only when it has some: a delta of a full batch is ~200 KB)
-                if b'"a":[' in existing or b'"d":[' in existing:
-                    await self.announce_again(Delta.decode(existing), message.key)
+                if b'"a":[' in existing or b'"d":[' in existing or b'"audit:' in existing:
+                    delta = Delta.decode(existing)
+                    await self.publish_audit(audit.record_of_delta(delta))
+                    await self.announce_again(delta, message.key)
             return outcome
         assert outcome.delta is not None
         self.deltas[key] = outcome.delta.encode()
         fault = self.fault
         if fault is not None and fault.kind in faults.PER_MESSAGE and stats["messages"] == fault.at_message:
             await self._inject_fault()
+        await self.publish_audit(outcome.audit)
         for dead in outcome.dead_letters:
             await self.produce(DEADLETTER, message.key, dead.value, dead.headers())
         await self.publish_flags(outcome.flag_changes)
@@ -364,6 +370,17 @@ class Hub:
             partition = partition_for(key, len(await producer.partitions_for(topic)))
         return await producer.send(topic, value, key=key, partition=partition, headers=headers)
 
+    async def publish_audit(self, record: audit.AuditRecord | None) -> None:
+        """An accepted message's audit record onto ``lienthong.audit``, in its chain's partition.
+
+        Sent again, identical, when a replayed message turns out to be applied
+        already: the first send may have been lost in the crash; the verifier
+        reads the second as a duplicate.
+        """
+        if record is not None:
+            await self.produce(AUDIT, record["chain"].encode(), audit.encode(record),
+                               partition=record["partition"] % self.settings.partitions)
+
     async def publish_flags(self, flags: list[dict[str, Any]]) -> None:
         """Flags as they open, resolve or are withdrawn, onto ``lienthong.alerts``, keyed by flag id.
 
@@ -445,6 +462,7 @@ class Hub:
             enable_auto_commit=False,
             max_partition_fetch_bytes=16 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            **aiokafka_config(),
         )
         await consumer.start()
         try:
@@ -480,6 +498,17 @@ def reset_local_store(data_dir: Path) -> None:
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def build_processor(settings: Settings, codec: EventCodec) -> Processor:
+    """The worker's processor: signatures verified unless turned off, dead letters cleaned with the pseudonym key."""
+    from connectors.pseudonym import Pseudonymiser
+    from streams.redaction import DeadLetterRedactor
+
+    keyring = settings.keyring() if settings.verify_signatures else None
+    pseudonymiser = Pseudonymiser(settings.resolved_pseudonym_key())
+    return Processor(codec, default_rules(settings.sla), keyring=keyring,
+                     redactor=DeadLetterRedactor(codec, pseudonymiser.ref))
 
 
 def create_hub(settings: Settings, bootstrap: str, worker_name: str | None = None) -> Hub:

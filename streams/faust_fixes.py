@@ -67,6 +67,7 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
 
+from lienthong.kafka_security import aiokafka_config
 from lienthong.logs import get_logger
 
 log = get_logger(__name__)
@@ -130,6 +131,7 @@ async def read_to_end(bootstrap: str, reported: Mapping[TP, int]) -> dict[TP, in
         fetch_max_wait_ms=END_PROBE_WAIT_MS,
         max_partition_fetch_bytes=END_PROBE_FETCH_BYTES,
         fetch_max_bytes=END_PROBE_FETCH_BYTES,
+        **aiokafka_config(),
     )
     await consumer.start()
     try:

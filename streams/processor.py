@@ -14,12 +14,15 @@ from typing import Any
 
 from schemas.codec import EventCodec
 from schemas.errors import ContractError
+from schemas.signing import Headers, Keyring, Proof
 from schemas.validation import validate
+from streams import audit
 from streams.clock import local_day
 from streams.clocks import advance_clocks
 from streams.counting import count_event
 from streams.flags import BaseRule, FlagRule, SourcePosition, default_rules
 from streams.flags.tallies import agency_of_topic
+from streams.redaction import DeadLetterRedactor
 from streams.scorecard import DEADLETTER_PREFIX, delay_counter
 from streams.state import Change, Delta, PartitionState
 
@@ -42,6 +45,10 @@ class DeadLetter:
     error: ContractError
     where: SourcePosition
     batch_index: int | None = None
+    #: ID-shaped values replaced in the value and reason (see ``streams.redaction``).
+    redacted: int = 0
+    #: Who signed the message, when the signature was good (the refusal is about its content).
+    proof: Proof | None = None
 
     def headers(self) -> list[tuple[str, bytes]]:
         headers = [
@@ -53,6 +60,10 @@ class DeadLetter:
         ]
         if self.batch_index is not None:
             headers.append(("lienthong.source.batch_index", str(self.batch_index).encode()))
+        headers.append(("lienthong.redacted", str(self.redacted).encode()))
+        if self.proof is not None:
+            headers.append(("lienthong.source.agency", self.proof.agency.encode()))
+            headers.append(("lienthong.source.key_id", self.proof.key_id.encode()))
         return headers
 
     def record(self) -> dict[str, Any]:
@@ -73,12 +84,25 @@ class Outcome:
     flag_changes: list[dict[str, Any]] = field(default_factory=list)
     accepted: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
+    #: The audit record of an accepted message (``streams.audit``), for ``lienthong.audit``.
+    audit: dict[str, Any] | None = None
 
 
 class Processor:
-    def __init__(self, codec: EventCodec | None = None, rules: list[FlagRule] | None = None) -> None:
+    def __init__(
+        self,
+        codec: EventCodec | None = None,
+        rules: list[FlagRule] | None = None,
+        *,
+        keyring: Keyring | None = None,
+        redactor: DeadLetterRedactor | None = None,
+    ) -> None:
         self.codec = codec or EventCodec()
         self.rules = rules if rules is not None else default_rules()
+        #: Verifies each message's signature before anything counts; ``None``: verification off.
+        self.keyring = keyring
+        #: Cleans every dead letter of ID numbers (masking only, unless given the pseudonym key).
+        self.redactor = redactor or DeadLetterRedactor(self.codec)
         self.states: dict[int, PartitionState] = {}
         #: event type → the ``on_event`` hooks that react to it (see ``event_hooks``)
         self._hooks: dict[str, list[Callable[[Event, Change], None]]] = {}
@@ -120,25 +144,57 @@ class Processor:
             ]
         return hooks
 
-    def decode(self, value: bytes, where: SourcePosition) -> tuple[list[Event], list[DeadLetter]]:
-        """Valid events of a message; refused ones (or the whole message) as dead letters."""
+    def decode(
+        self, value: bytes, where: SourcePosition, agency: str | None = None
+    ) -> tuple[list[Event], list[DeadLetter]]:
+        """Valid events of a message; refused ones (or the whole message) as dead letters.
+
+        With ``agency`` (the proven signer), an event whose ``source`` is another
+        agency is refused too: a key proves only its own agency's events.
+        """
         try:
             sv, record = self.codec.decode_record(value)
         except ContractError as exc:
             return [], [DeadLetter(value, exc, where)]
         if sv.name != "EventBatch":
             try:
-                return [validate(self.codec.event_of(sv, record))], []
+                return [_signed_by(validate(self.codec.event_of(sv, record)), agency)], []
             except ContractError as exc:
                 return [], [DeadLetter(value, exc, where)]
         events, dead = [], []
         decode_item = self.codec.decode_item
         for index, item in enumerate(record["events"]):
             try:
-                events.append(validate(decode_item(item)))
+                events.append(_signed_by(validate(decode_item(item)), agency))
             except ContractError as exc:
                 dead.append(DeadLetter(item, exc, where, batch_index=index))
         return events, dead
+
+    def verified_decode(
+        self, value: bytes, where: SourcePosition, headers: Headers | None
+    ) -> tuple[list[Event], list[DeadLetter], Proof | None]:
+        """:meth:`decode` after the signature check; every dead letter cleaned of ID numbers.
+
+        A message whose signature is missing, unknown or wrong is refused whole:
+        nothing in it is proven. The proof is ``None`` when verification is off.
+        """
+        proof = None
+        if self.keyring is not None:
+            try:
+                proof = self.keyring.verify(value, headers)
+            except ContractError as exc:
+                return [], [self.redact(DeadLetter(value, exc, where))], None
+        events, dead = self.decode(value, where, proof.agency if proof else None)
+        for letter in dead:
+            letter.proof = proof
+        return events, [self.redact(letter) for letter in dead], proof
+
+    def redact(self, letter: DeadLetter) -> DeadLetter:
+        value, found = self.redactor.value(letter.value)
+        error = self.redactor.error(letter.error)
+        letter.redacted = found + (error is not letter.error)
+        letter.value, letter.error = value, error
+        return letter
 
     def process(
         self,
@@ -149,6 +205,7 @@ class Processor:
         timestamp: int,
         now_ms: int | None = None,
         idle: Collection[str] | None = None,
+        headers: Headers | None = None,
     ) -> Outcome:
         """Apply one message to its partition's state, unless it was applied before.
 
@@ -156,7 +213,8 @@ class Processor:
         a dead letter); ``now_ms`` the wall clock, only for agency liveness.
         ``idle``: topics of this partition caught up and quiet, whose clocks may
         follow the others (``None``: every topic, nothing unread anywhere, as in a
-        live run); see :mod:`streams.clocks`.
+        live run); see :mod:`streams.clocks`. ``headers``: the message's Kafka
+        headers (its signature).
         """
         state = self.state(partition)
         if state.is_applied(topic, offset):
@@ -164,7 +222,9 @@ class Processor:
         where = SourcePosition(topic, partition, offset, timestamp)
         change = state.begin(topic, offset)
         outcome = Outcome()
-        events, outcome.dead_letters = self.decode(value, where)
+        events, outcome.dead_letters, proof = self.verified_decode(value, where, headers)
+        if events or proof is not None:
+            outcome.audit = audit.append(change, where, value, proof, events)
         for dead in outcome.dead_letters:
             change.count("events_dead_lettered", "", local_day(timestamp))
             # the scorecard's dead-letter share, by the agency of the topic
@@ -218,3 +278,7 @@ class Processor:
         return outcome
 
 
+def _signed_by(event: Event, agency: str | None) -> Event:
+    if agency is not None and event["source"] != agency:
+        raise ContractError("source", f"the message is signed by {agency}, not {event['source']}", event["event_type"])
+    return event

@@ -167,6 +167,8 @@ async def healthz(request: web.Request) -> web.Response:
             "last_message_cpu_s": hub.stats["last_message_cpu_s"],
             "consumer_lag": hub.metrics.total_lag(),
             "stream_listeners": len(hub.listeners),
+            # an operator must see at a glance when senders are not being proven
+            "signature_verification": "on" if hub.processor.keyring is not None else "off",
         },
         status=503 if problems else 200,
     )

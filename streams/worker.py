@@ -20,7 +20,7 @@ from typing import Any
 
 from lienthong.broker import EmbeddedBroker
 from lienthong.logs import get_logger
-from lienthong.settings import Settings
+from lienthong.settings import MissingSecret, Settings
 from lienthong.topics import ensure_topics, mismatch_message, partition_mismatches, topic_partitions
 from streams.app import Hub
 from streams.exits import EXIT_CRASHED, EXIT_TOPICS, exit_now
@@ -58,6 +58,18 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+def check_secrets(settings: Settings) -> None:
+    """Refuse to start without the pseudonym key, or without signing keys while verification is on."""
+    settings.require_pseudonym_key("the worker")
+    if settings.verify_signatures and not settings.keyring():
+        raise MissingSecret(
+            "the worker verifies every message's signature, but no signing keys are configured: set "
+            "LIENTHONG_SIGNING_KEYS (a keys file or inline JSON), or LIENTHONG_VERIFY_SIGNATURES=false to count unsigned messages"
+        )
+    if not settings.verify_signatures:
+        log.warning("signature_verification_off", detail="LIENTHONG_VERIFY_SIGNATURES=false: unsigned messages are counted")
+
+
 #: Seconds between checks of the app's crash flag.
 CRASH_POLL_S = 0.5
 
@@ -88,6 +100,7 @@ def watch_for_crash(services: list[Any]) -> threading.Thread:
 
 
 def run_worker(settings: Settings, bootstrap: str, worker_name: str | None = None) -> None:
+    check_secrets(settings)
     check_topics(bootstrap, settings.partitions)
     hub = Hub(settings, bootstrap, worker_name)
     tune_gc()

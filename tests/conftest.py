@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -7,9 +8,13 @@ import pytest
 
 from lienthong.broker import EmbeddedBroker
 from tests.registry_stand_in import stand_in  # noqa: F401  (a fixture for every test)
-from tests.support import WorkerProcess
+from tests.support import WorkerProcess, shared_secrets_env
 
 PARTITIONS = 8
+
+# Every test process and every child it starts signs and verifies with the test keys.
+for _name, _value in shared_secrets_env().items():
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture

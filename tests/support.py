@@ -15,8 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from lienthong.broker import free_port, stop_process
+from schemas.topics import AGENCIES
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Every agency's signing key in tests (two for POLICE: a rotation in progress).
+TEST_SIGNING_KEYS = {
+    **{f"{a.lower()}-test-1": {"agency": a, "secret": f"{a.lower()}-test-secret-0123456789abcdef0123"} for a in AGENCIES},
+    "police-test-2": {"agency": "POLICE", "secret": "police-test-secret-2-0123456789abcdef01"},
+}
+TEST_PSEUDONYM_KEY = "test-key-0123456789abcdef"
+
+
+def shared_secrets_env() -> dict[str, str]:
+    """The secrets every test process shares (tests, like the demo, may use known keys)."""
+    return {
+        "LIENTHONG_SIGNING_KEYS": json.dumps(TEST_SIGNING_KEYS),
+        "LIENTHONG_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,
+    }
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.25, what: str = "condition") -> Any:
@@ -45,7 +60,7 @@ def hub_env(bootstrap: str, data_dir: Path, **extra: str) -> dict[str, str]:
         LIENTHONG_DATA_DIR=str(data_dir),
         LIENTHONG_REBALANCE_TIMEOUT="2",
         LIENTHONG_SNAPSHOT_INTERVAL="0.5",
-        LIENTHONG_PSEUDONYM_KEY="test-key-0123456789abcdef",
+        LIENTHONG_PSEUDONYM_KEY=TEST_PSEUDONYM_KEY,
         LIENTHONG_LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
     )

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from kafka import KafkaConsumer
 
-from connectors.gateway import build_gateway_app, parse_credentials, sign
+from connectors.gateway import build_gateway_app, parse_credentials, signature_headers
 from connectors.pseudonym import Pseudonymiser
 from lienthong.broker import free_port
 from lienthong.settings import Settings
@@ -106,7 +106,7 @@ class RunningGateway:
 
 @pytest.fixture
 def settings(broker: str, tmp_path: Path) -> Settings:
-    return Settings(broker=broker, pseudonym_key=KEY, data_dir=tmp_path)
+    return Settings.from_env().with_(broker=broker, pseudonym_key=KEY, data_dir=tmp_path)
 
 
 @pytest.fixture
@@ -178,8 +178,7 @@ def test_signed_request_is_accepted(gateway, broker):
     birth = {"event_type": "BirthRegistered", "occurred_at": "2024-06-01T08:00:00+07:00", "ward_code": WARD,
              "citizen_id": "079224000001", "correlation_id": "HS-2024-000001"}
     data = json.dumps(birth).encode()
-    status, body = post(gateway.url, data, {"X-Lienthong-Agency": "JUSTICE",
-                                            "X-Lienthong-Signature": sign(JUSTICE_SECRET, data)})
+    status, body = post(gateway.url, data, signature_headers("JUSTICE", JUSTICE_SECRET, data))
     assert status == 202, body
     [event] = topic_events(broker, "lienthong.civil-status")
     assert event["event_id"] == body["event_ids"][0]

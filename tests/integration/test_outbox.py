@@ -56,7 +56,7 @@ def table(conn: psycopg.Connection[Any]) -> Iterator[str]:
 
 @pytest.fixture
 def settings(broker: str, tmp_path: Path) -> Settings:
-    return Settings(broker=broker, pseudonym_key=KEY, data_dir=tmp_path)
+    return Settings.from_env().with_(broker=broker, pseudonym_key=KEY, data_dir=tmp_path)
 
 
 def insert(conn: psycopg.Connection[Any], table: str, payloads: list[dict[str, Any]],

@@ -22,7 +22,8 @@ def test_status_shows_topics_lag_kpis_and_open_flags(broker, workers, tmp_path):
     result = run_cli("status", "--url", worker.url, env=hub_env(broker, tmp_path))
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert f"{broker}: reachable, 11/11 hub topics" in out
+    assert f"{broker}: reachable, 12/12 hub topics" in out
+    assert "signature verification: on" in out
     assert re.search(r"lienthong\.identity\s+8 partitions", out)
     assert re.search(r"^Consumer lag: \d+ messages", out, re.MULTILINE)
     assert re.search(r"ID cards issued\s+60$", out, re.MULTILINE)

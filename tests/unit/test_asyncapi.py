@@ -86,10 +86,12 @@ def test_alerts_carry_the_flag_schema() -> None:
 
 
 def test_dead_letter_headers_are_the_ones_the_worker_sends() -> None:
+    from schemas.signing import Proof
     from streams.processor import DeadLetter
 
     where = SimpleNamespace(topic="lienthong.identity", partition=0, offset=1, timestamp=0)
-    dead = DeadLetter(b"x", ContractError("ward_code", "bad"), where, batch_index=0)  # type: ignore[arg-type]
+    dead = DeadLetter(b"x", ContractError("ward_code", "bad"), where, batch_index=0,  # type: ignore[arg-type]
+                      proof=Proof("POLICE", "police-1"))
     channel = next(c for c in DOC["channels"].values() if c["address"] == DEADLETTER)
     headers = _resolve(DOC, channel["messages"]["DeadLetter"]["$ref"])["headers"]
     assert {name for name, _ in dead.headers()} == set(headers["properties"]) == set(DEADLETTER_HEADERS)

@@ -53,6 +53,13 @@ def test_lienthong_bench_end_to_end_reports_the_right_counts():
     assert run.peak_rss_mib[0] > 0
 
 
+def test_the_signing_bench_verifies_every_message_it_times():
+    from bench.signing import measure
+
+    figures = measure(build_events(400, seed=6), batch_size=100, singles=50)
+    assert figures.single_verify_us > 0 and figures.batch_verify_us > figures.single_verify_us
+    assert figures.core_on_us > 0 and figures.core_off_us > 0
+    assert 1 <= figures.batch_events <= 100
 def test_a_backfill_of_the_bench_workload_raises_no_flag_a_live_run_would_not():
     """bench.flag_churn on a small backlog: reading police first and insurance last, or at random."""
     from bench.flag_churn import live_run, measure

@@ -76,9 +76,9 @@ def test_kafka_is_the_official_image_in_kraft_mode_without_zookeeper() -> None:
     env = _env("kafka")
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
-    assert "CONTROLLER://:9093" in env["KAFKA_LISTENERS"]
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@127.0.0.1:9093"
+    assert "CONTROLLER://127.0.0.1:9093" in env["KAFKA_LISTENERS"]
+    assert "CLIENT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
     assert "CONTROLLER" not in env["KAFKA_ADVERTISED_LISTENERS"]
     assert not any("zookeeper" in name.lower() for name in SERVICES)
     assert not any("ZOOKEEPER" in key for key in env)
@@ -97,7 +97,8 @@ def test_kafka_keeps_its_data_in_a_named_volume() -> None:
     assert mounts[log_dir] in COMPOSE["volumes"]
 
 
-def test_topics_are_created_before_workers_and_gateway_start() -> None:
+def test_topics_are_created_after_the_users_and_acls_and_before_workers_and_gateway_start() -> None:
+    assert SERVICES["topics"]["depends_on"]["kafka-security"]["condition"] == "service_completed_successfully"
     assert _env("kafka")["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     for service in ("worker", "gateway"):
         assert SERVICES[service]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
@@ -188,7 +189,8 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
     credentials = tmp_path / "credentials.json"
     credentials.write_text("{}")
     env = {**os.environ, "LIENTHONG_PSEUDONYM_KEY": "k" * 32, "GRAFANA_ADMIN_PASSWORD": "p",
-           "LIENTHONG_GATEWAY_CREDENTIALS_FILE": str(credentials)}
+           "LIENTHONG_GATEWAY_CREDENTIALS_FILE": str(credentials), "LIENTHONG_SIGNING_KEYS_FILE": str(credentials),
+           **{f"LIENTHONG_KAFKA_PASSWORD_{p.upper()}": "p" for p in PRINCIPALS}}
     result = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
                             env=env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
@@ -203,3 +205,127 @@ def test_promtool_accepts_the_config_and_every_dashboard_query(tmp_path: Path) -
     for args in (["check", "config", str(DEPLOY / "prometheus.yml")], ["check", "rules", str(rules)]):
         result = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=120, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- Kafka's own access control -------------------------------------------------------
+AGENCY_TOPICS = {
+    "police": {"lienthong.identity", "lienthong.residence"},
+    "social_insurance": {"lienthong.insurance"},
+    "health": {"lienthong.health"},
+    "justice": {"lienthong.civil-status"},
+    "portal": {"lienthong.procedures"},
+    "labour": {"lienthong.welfare"},
+}
+PRINCIPALS = {"admin", "worker", "gateway", "dashboard", *AGENCY_TOPICS}
+SECURITY_SCRIPT: str = SERVICES["kafka-security"]["command"][0]
+
+
+def _acls() -> list[dict[str, Any]]:
+    """Each ``acl ...`` line of the security initialiser as principal, operations, topics, groups, pattern."""
+    grants = []
+    for line in SECURITY_SCRIPT.splitlines():
+        words = line.split()
+        if not words or words[0] != "acl":
+            continue
+        grant: dict[str, Any] = {"operations": set(), "topics": set(), "groups": set(), "pattern": "literal"}
+        for flag, value in zip(words[1::2], words[2::2], strict=False):
+            if flag == "--allow-principal":
+                grant["principal"] = value.removeprefix("User:")
+            elif flag == "--operation":
+                grant["operations"].add(value)
+            elif flag == "--topic":
+                grant["topics"].add(value)
+            elif flag == "--group":
+                grant["groups"].add(value)
+            elif flag == "--resource-pattern-type":
+                grant["pattern"] = value
+        grants.append(grant)
+    return grants
+
+
+def _grants(principal: str, operation: str) -> set[str]:
+    return {t for g in _acls() if g["principal"] == principal and g["pattern"] == "literal"
+            and ({operation, "All"} & g["operations"]) for t in g["topics"]}
+
+
+def test_kafka_clients_authenticate_with_scram_sha_512_on_the_client_listener() -> None:
+    env = _env("kafka")
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols["CLIENT"] == "SASL_PLAINTEXT"
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_LISTENER_NAME_CLIENT_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert "ScramLoginModule" in env["KAFKA_LISTENER_NAME_CLIENT_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+
+
+def test_every_plaintext_listener_is_loopback_only() -> None:
+    env = _env("kafka")
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    for listener in env["KAFKA_LISTENERS"].split(","):
+        name, address = listener.split("://")
+        if protocols[name] == "PLAINTEXT":
+            assert address.startswith("127.0.0.1:"), listener
+
+
+def test_kafka_authorizes_with_acls_and_denies_what_no_acl_allows() -> None:
+    env = _env("kafka")
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert set(env["KAFKA_SUPER_USERS"].split(";")) == {"User:ANONYMOUS", "User:admin"}
+
+
+def test_the_security_initialiser_creates_a_scram_user_for_every_principal() -> None:
+    users = set(re.findall(r"^user (\w+) ", SECURITY_SCRIPT, re.MULTILINE))
+    assert users == PRINCIPALS
+    assert "SCRAM-SHA-512=[" in SECURITY_SCRIPT
+    service = SERVICES["kafka-security"]
+    assert service["network_mode"] == "service:kafka" and "B=127.0.0.1:19092" in SECURITY_SCRIPT
+    for principal in PRINCIPALS:
+        assert _env("kafka-security")[f"PASSWORD_{principal.upper()}"].startswith(
+            f"${{LIENTHONG_KAFKA_PASSWORD_{principal.upper()}:?")
+
+
+def test_each_agency_may_write_only_its_own_topics_and_the_heartbeats() -> None:
+    for agency, topics in AGENCY_TOPICS.items():
+        assert _grants(agency, "Write") == topics | {"lienthong.heartbeats"}, agency
+        assert not _grants(agency, "Read"), agency
+        assert not any(g["principal"] == agency and g["pattern"] != "literal" for g in _acls())
+
+
+def test_the_worker_reads_every_event_topic_and_writes_only_its_outputs() -> None:
+    from schemas.topics import AGGREGATES, ALERTS, AUDIT, DEADLETTER, EVENT_TOPICS
+
+    assert _grants("worker", "Read") >= set(EVENT_TOPICS)
+    assert _grants("worker", "Write") == {DEADLETTER, ALERTS, AGGREGATES, AUDIT}
+    [internal] = [g for g in _acls() if g["principal"] == "worker" and g["pattern"] == "prefixed"]
+    assert internal["topics"] == {"lienthong-"} and internal["groups"] == {"lienthong"}  # Faust changelog, group
+
+
+def test_the_dashboard_principal_only_reads() -> None:
+    grants = [g for g in _acls() if g["principal"] == "dashboard"]
+    assert grants and all(g["operations"] <= {"Read", "Describe"} for g in grants)
+    assert _grants("dashboard", "Read") == {"lienthong.aggregates", "lienthong.alerts", "lienthong.audit"}
+
+
+def test_every_hub_client_service_authenticates_as_its_own_principal() -> None:
+    expected = {"topics": "admin", "worker": "worker", "gateway": "gateway"}
+    for service, principal in expected.items():
+        env = _env(service)
+        assert env["LIENTHONG_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["LIENTHONG_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["LIENTHONG_KAFKA_SASL_USERNAME"] == principal
+        assert env["LIENTHONG_KAFKA_SASL_PASSWORD"].startswith(f"${{LIENTHONG_KAFKA_PASSWORD_{principal.upper()}:?")
+
+
+def test_the_worker_verifies_signatures_with_keys_from_a_secret() -> None:
+    env = _env("worker")
+    assert "LIENTHONG_VERIFY_SIGNATURES" not in env  # on by default
+    assert env["LIENTHONG_SIGNING_KEYS"] == "/run/secrets/signing_keys"
+    assert "signing_keys" in SERVICES["worker"]["secrets"] and "signing_keys" in COMPOSE["secrets"]
+    assert env["LIENTHONG_PSEUDONYM_KEY"].startswith("${LIENTHONG_PSEUDONYM_KEY:?")
+
+
+def test_the_audit_topic_is_kept_forever_and_never_compacted() -> None:
+    from schemas.topics import AUDIT, TOPIC_CONFIGS
+
+    assert _env("kafka")["KAFKA_LOG_RETENTION_HOURS"] == "-1"
+    assert TOPIC_CONFIGS[AUDIT]["cleanup.policy"] == "delete" and TOPIC_CONFIGS[AUDIT]["retention.ms"] == "-1"
