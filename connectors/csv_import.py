@@ -1,16 +1,23 @@
 """The legacy nightly export: a CSV file of agency records, imported as events.
 
-Format (DESIGN.md): UTF-8, header row, ``event_type``, the envelope fields and the
-payload fields, with the raw ``citizen_id`` in place of ``citizen_ref``. A row
+Format (docs/product.md): UTF-8, header row, ``event_type``, the envelope fields and
+the payload fields, with the raw ``citizen_id`` in place of ``citizen_ref``. A row
 without ``event_id`` gets one derived from its content (after pseudonymising), so
 importing a file twice publishes the same ids and the hub counts them once.
+
+Whatever the bytes, reading a file never raises: a byte that is not UTF-8, a row
+the csv module cannot parse or a value no contract accepts becomes a bad row with
+its line and column, and every other row still goes in. A header without a
+column every row needs is one message, not one per line.
 """
 
 from __future__ import annotations
 
 import csv
+import re
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +34,11 @@ from schemas.validation import Event, payload_fields
 #: Namespace of derived event ids (uuid5); fixed forever, or re-imports would double count.
 IMPORT_NAMESPACE = uuid.UUID("5b0f6c1e-8a7d-4c1b-9a52-6c1f3e2d9b10")
 TIME_FIELDS = ("occurred_at", "due_at")
+#: Columns the header must have for any row to be importable (``citizen_ref`` may
+#: stand in for ``citizen_id`` when an agency pseudonymises itself).
+REQUIRED_COLUMNS = ("event_type", "occurred_at", "citizen_id")
+#: Lone surrogates: what ``surrogateescape`` turns undecodable bytes into.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 @dataclass
@@ -99,35 +111,84 @@ def derive_event_id(event: Event) -> str:
     return str(uuid.uuid5(IMPORT_NAMESPACE, content))
 
 
+def _not_utf8(value: str) -> str | None:
+    """Why ``value`` (decoded with surrogateescape) is not UTF-8, or None if it is."""
+    found = _NOT_UTF8.search(value)
+    if found is None:
+        return None
+    byte = ord(found.group()) - 0xDC00
+    return f"byte 0x{byte:02X} at character {found.start() + 1} is not valid UTF-8 (save the file as UTF-8)"
+
+
+def _check_header(fieldnames: Sequence[str] | None) -> BadRow | None:
+    """The one message for a header no row can be imported under."""
+    if not fieldnames:
+        expected = ", ".join(REQUIRED_COLUMNS)
+        return BadRow(1, "header", f"the file is empty: expected a header row with at least {expected}")
+    for name in fieldnames:
+        reason = _not_utf8(name)
+        if reason:
+            return BadRow(1, "header", reason)
+    names = {name.strip() for name in fieldnames}
+    for column in REQUIRED_COLUMNS:
+        if column not in names and not (column == "citizen_id" and "citizen_ref" in names):
+            return BadRow(1, column, f"the header row has no {column} column")
+    return None
+
+
+def _check_utf8(row: dict[str | None, Any]) -> None:
+    for column, value in row.items():
+        for text in value if isinstance(value, list) else [value]:
+            reason = _not_utf8(text) if isinstance(text, str) else None
+            if reason:
+                raise ContractError(column or "(extra column)", reason)
+
+
+def _event_of(row: dict[str, str], agency: str, pseudonymiser: Pseudonymiser) -> Event:
+    _check_utf8(row)  # type: ignore[arg-type]
+    event_type = (row.get("event_type") or "").strip()
+    if event_type not in SOURCE_OF_EVENT:
+        raise ContractError("event_type", f"unknown event type {event_type!r}")
+    owner = SOURCE_OF_EVENT[event_type]
+    if owner is not None and owner != agency:
+        raise ContractError("event_type", f"{event_type} is published by {owner}, not {agency}")
+    if (row.get("source") or agency).strip() != agency:
+        raise ContractError("source", f"row says {row['source']!r} but the import is for {agency}")
+    record = _convert(event_type, row)
+    record["source"] = agency
+    if "citizen_id" in record:
+        record["citizen_ref"] = pseudonymiser.ref(record.pop("citizen_id"))
+    if "event_id" not in record:
+        record["event_id"] = derive_event_id(record)
+    return prepare(record, None)
+
+
 def read_events(
     path: Path, agency: str, pseudonymiser: Pseudonymiser, report: ImportReport
 ) -> Iterator[Event]:
     """Valid events of the file; every bad row is added to ``report`` with its line."""
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long field is a bad value, not a crash
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames or "event_type" not in reader.fieldnames:
-            report.bad.append(BadRow(1, "event_type", "the header row has no event_type column"))
+        try:
+            header_problem = _check_header(reader.fieldnames)
+        except csv.Error as exc:
+            header_problem = BadRow(1, "header", f"not a CSV header row ({exc})")
+        if header_problem is not None:
+            report.bad.append(header_problem)
             return
-        for row in reader:
-            line = reader.line_num
+        while True:
             try:
-                event_type = (row.get("event_type") or "").strip()
-                if event_type not in SOURCE_OF_EVENT:
-                    raise ContractError("event_type", f"unknown event type {event_type!r}")
-                owner = SOURCE_OF_EVENT[event_type]
-                if owner is not None and owner != agency:
-                    raise ContractError("event_type", f"{event_type} is published by {owner}, not {agency}")
-                if (row.get("source") or agency).strip() != agency:
-                    raise ContractError("source", f"row says {row['source']!r} but the import is for {agency}")
-                record = _convert(event_type, row)
-                record["source"] = agency
-                if "citizen_id" in record:
-                    record["citizen_ref"] = pseudonymiser.ref(record.pop("citizen_id"))
-                if "event_id" not in record:
-                    record["event_id"] = derive_event_id(record)
-                yield prepare(record, None)
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                report.bad.append(BadRow(reader.line_num, "row", f"not a CSV row ({exc})"))
+                continue
+            try:
+                yield _event_of(row, agency, pseudonymiser)
             except ContractError as exc:
-                report.bad.append(BadRow(line, exc.field, exc.reason))
+                report.bad.append(BadRow(reader.line_num, exc.field, exc.reason))
 
 
 def count_rows(path: Path) -> int:

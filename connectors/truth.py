@@ -1,11 +1,11 @@
-"""The truth: DESIGN.md's KPIs computed straight from raw records, with no hub involved.
+"""The truth: docs/product.md's KPIs computed straight from raw records, with no hub involved.
 
 An *independent* oracle on purpose: it imports nothing from ``streams``, reads
-the definitions from DESIGN.md again and computes them the obvious, whole-list
+the definitions from docs/product.md again and computes them the obvious, whole-list
 way (no partitions, no stores, no increments), so when a worker's
 ``/api/kpis`` equals it, two different readings of the contract agree.
 
-Rules (DESIGN.md):
+Rules (docs/product.md):
 - An event id seen again is a duplicate: counted in ``events_duplicate`` (at its
   own ward and day), never again anywhere else. Heartbeats are not events.
 - "Day" is the local day of ``occurred_at`` in Asia/Ho_Chi_Minh.
@@ -60,8 +60,8 @@ def city_day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(CITY_ZONE).date().isoformat()
 
 
-def _rate(part: int, whole: int) -> float:
-    return round(part / whole, 6) if whole else 0.0
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 6) if whole else None
 
 
 def _unique(events: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -14,17 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+import structlog
 
 from lienthong import logs
+from lienthong.cli_options import broker_option
+from lienthong.cli_options import settings_of as _settings
+from lienthong.deadletter_cli import deadletter
 from lienthong.settings import Settings
 from schemas.topics import AGENCIES
 
 #: Batch linger of a file import (seconds): see ``import_``.
 IMPORT_LINGER_S = 3600.0
-
-
-def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
 
 
 def _refuse_without_secrets(check: Callable[[Settings], object], settings: Settings) -> None:
@@ -87,6 +87,7 @@ def broker(ctx: click.Context, port: int, host: str) -> None:
 
 
 @main.command()
+@broker_option
 @click.option("--name", default=None, help="Worker name (data dir and logs); default host-pid.")
 @click.option("--web-port", type=int, envvar="LIENTHONG_WEB_PORT", default=6066, show_default=True)
 @click.pass_context
@@ -101,6 +102,7 @@ def worker(ctx: click.Context, name: str | None, web_port: int) -> None:
 
 
 @main.command("import")
+@broker_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--agency", required=True, type=click.Choice(AGENCIES), help="The agency whose export this is.")
 @click.option("--batch-size", type=int, default=500, show_default=True, help="Events per Kafka message (1: one event per message).")
@@ -139,7 +141,9 @@ def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progre
 
 
 @main.command()
-@click.option("--seed", type=int, default=6, show_default=True, help="Same seed, same traffic.")
+@broker_option
+@click.option("--seed", type=int, default=None,
+              help="Same seed, same traffic (and the same event ids). Default: a fresh seed each run, printed.")
 @click.option("--rate", type=float, default=200.0, show_default=True, help="Events per second (wall clock).")
 @click.option("--duration", type=float, default=None, help="Seconds to run (wall clock).")
 @click.option("--events", type=int, default=None, help="Stop after this many events.")
@@ -150,10 +154,22 @@ def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progre
               help="Write the city (--events records) as one CSV export per agency into this folder; publish nothing.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
-def simulate(ctx: click.Context, seed: int, rate: float, duration: float | None, events: int | None,
+def simulate(ctx: click.Context, seed: int | None, rate: float, duration: float | None, events: int | None,
              days: float, start: str, batch_size: int, csv_dir: Path | None, progress: bool) -> None:
-    """Publish realistic city traffic: every flow, chains, failures, late and duplicate events."""
+    """Publish realistic city traffic: every flow, chains, failures, late and duplicate events.
+
+    Each run draws a fresh seed unless --seed is given, so a second run (or a CSV
+    export imported next to a running demo) adds new events instead of repeating
+    the same event ids; the seed used is printed so a run can be replayed.
+    """
+    import secrets
+
     from connectors.simulator import export_csv, run_simulation
+
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    click.echo(f"seed {seed}  (same traffic again: --seed {seed})")
+    structlog.get_logger("lienthong.simulate").info("simulation_seed", seed=seed)
 
     if csv_dir is not None:
         if events is None:
@@ -172,6 +188,7 @@ def simulate(ctx: click.Context, seed: int, rate: float, duration: float | None,
 
 
 @main.command()
+@broker_option
 @click.option("--port", type=int, envvar="LIENTHONG_GATEWAY_PORT", default=6070, show_default=True)
 @click.option("--credentials", type=click.Path(path_type=Path), default=None,
               help="JSON file of agency credentials (else LIENTHONG_GATEWAY_CREDENTIALS).")
@@ -187,6 +204,7 @@ def gateway(ctx: click.Context, port: int, credentials: Path | None) -> None:
 
 
 @main.command()
+@broker_option
 @click.option("--dsn", required=True, envvar="LIENTHONG_OUTBOX_DSN", help="PostgreSQL DSN of the agency database.")
 @click.option("--agency", required=True, type=click.Choice(AGENCIES))
 @click.option("--table", default="outbox", show_default=True)
@@ -204,6 +222,7 @@ def outbox(ctx: click.Context, dsn: str, agency: str, table: str, interval: floa
 
 
 @main.command()
+@broker_option
 @click.option("--url", default=None, help="Worker base URL (default http://127.0.0.1:$LIENTHONG_WEB_PORT).")
 @click.pass_context
 def status(ctx: click.Context, url: str | None) -> None:
@@ -225,6 +244,7 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@broker_option
 @click.pass_context
 def audit_verify(ctx: click.Context) -> None:
     """Recompute every chain; report the first break of each (exit 1), or ok.
@@ -241,6 +261,7 @@ def audit_verify(ctx: click.Context) -> None:
 
 
 @audit.command("show")
+@broker_option
 @click.option("--agency", type=click.Choice(AGENCIES), default=None, help="Only this agency's messages.")
 @click.option("--since", default=None, help="Only messages from this time on (ISO 8601 or epoch ms).")
 @click.pass_context
@@ -329,6 +350,7 @@ def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_c
 
 
 @main.command()
+@broker_option
 @click.option("--rate", type=float, default=300.0, show_default=True, help="Simulated events per second.")
 @click.option("--web-port", type=int, envvar="LIENTHONG_WEB_PORT", default=6066, show_default=True)
 @click.option("--gateway-port", type=int, envvar="LIENTHONG_GATEWAY_PORT", default=6070, show_default=True)
@@ -339,6 +361,8 @@ def demo(ctx: click.Context, rate: float, web_port: int, gateway_port: int) -> N
 
     run_demo(_settings(ctx).with_(web_port=web_port, gateway_port=gateway_port), rate=rate)
 
+
+main.add_command(deadletter)
 
 if __name__ == "__main__":
     main()

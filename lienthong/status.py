@@ -80,6 +80,8 @@ def lag_by_topic(metrics_text: str) -> dict[str, int]:
 
 
 def _fmt(name: str, value: Any) -> str:
+    if value is None:  # a rate with no denominator
+        return "—"
     if isinstance(value, float) and ("rate" in name or "share" in name):
         return f"{value:.1%}"
     return f"{value:,}"
@@ -115,7 +117,7 @@ def print_status(settings: Settings, url: str) -> None:
         health = _get_json(f"{base}/healthz")
         lag = lag_by_topic(_get(f"{base}/metrics").decode())
         kpis = _get_json(f"{base}/api/kpis")["kpis"]
-        flags = _get_json(f"{base}/api/flags?status=OPEN")["flags"]
+        flags = _get_json(f"{base}/api/flags?status=OPEN&limit=1")  # totals cover every page
     except WorkerUnreachable as exc:
         click.echo(f"Worker\n  {base}: UNREACHABLE ({exc})", err=True)
         click.echo("error: no worker answered; start one with `lienthong worker` or pass --url", err=True)
@@ -135,7 +137,7 @@ def print_status(settings: Settings, url: str) -> None:
     click.echo("KPIs")
     for name, label in KPI_LINES:
         click.echo(f"  {label:<26} {_fmt(name, kpis.get(name, 0))}")
-    by_type = Counter(flag["type"] for flag in flags)
-    click.echo(f"Open flags: {len(flags):,}")
+    by_type = Counter(flags["by_type"])
+    click.echo(f"Open flags: {flags['total']:,}")
     for flag_type, n in by_type.most_common():
         click.echo(f"  {flag_type:<26} {n:,}")

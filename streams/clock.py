@@ -23,4 +23,11 @@ def local_day(ms: int) -> str:
 
 
 def iso_utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+    """``2024-06-01T01:00:00.000Z``: the one time format of every API answer.
+
+    Always milliseconds (the events' precision), computed in integers so a time
+    never gains a float's rounding or changes width with its value.
+    """
+    seconds, millis = divmod(int(ms), 1000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=millis * 1000)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

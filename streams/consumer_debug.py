@@ -46,6 +46,20 @@ def consumer_state(app: faust.App) -> dict[str, Any]:
                                                               consumer._read_offset.get(tp)]
             for tp in consumer.assignment() if not tp.topic.endswith("changelog")
         }
+        if client is not None:
+            # aiokafka's own view of each event partition: where it fetches from, and why not
+            assignment = client._fetcher._subscriptions.subscription.assignment
+            out["client_tp_state"] = {
+                f"{tp.topic.rsplit('.', 1)[-1]}/{tp.partition}": {
+                    "position": state._position, "valid": state.has_valid_position,
+                    "awaiting_reset": state.awaiting_reset, "paused": state.paused,
+                    "committed_pending": state._committed_futs and len(state._committed_futs),
+                    "highwater": state.highwater,
+                }
+                for tp, state in (assignment._tp_state.items() if assignment is not None else ())
+                if tp.topic.endswith("identity")
+            }
+            out["client_records_buffered"] = _tps(client._fetcher._records)
         for agent in app.agents.values():
             channel: Any = agent.channel
             queue = channel.queue

@@ -1,4 +1,4 @@
-"""Three corrections to faust-streaming (and mode) that exactly-once here depends on.
+"""Four corrections to faust-streaming (and mode) that exactly-once here depends on.
 
 **Resuming flow must not drop messages** (issue 11, the "frozen" restarted
 worker). ``app.flow_control.resume()`` (mode's ``FlowControlEvent``) empties
@@ -17,6 +17,20 @@ partitions' queued messages are dropped at the end of the recovery).
 :func:`resume_flow` clears the queues only when flow really was suspended (a
 rebalance: what was queued before it is stale, and Faust cleared it already);
 resuming flow that is running keeps what is queued.
+
+**Seeking back to committed must cover partitions never committed** (the
+takeover stall of issue 11). During a rebalance Faust drops records it has
+already fetched (``Consumer.getmany`` stops when flow stops or the generation
+changes, and skips partitions no longer active), and relies on seeking every
+partition back to its committed offset when recovery ends. aiokafka's
+``seek_to_committed`` seeks only partitions with a committed offset above 0;
+a partition the group never committed (the dead worker was killed before its
+first commit for it) kept the client position after the dropped records.
+Measured on a stuck survivor (``LIENTHONG_DEBUG_CONSUMER``): aiokafka's position
+equal to the highwater on exactly those partitions, Faust's read offset None,
+nothing paused or buffered. :func:`seek_to_committed` seeks those partitions to
+where the group starts reading (``consumer_auto_offset_reset``); what was
+already applied is skipped by the fence.
 
 **Flush must drain.** Before committing source offsets Faust calls
 ``producer.flush()``, which first drains its ``ProducerBuffer`` (messages queued
@@ -48,6 +62,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.tables.recovery import Recovery
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
@@ -73,6 +88,23 @@ async def drain(self: ProducerBuffer) -> None:
             await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
         except TimeoutError:
             continue  # slow, not done: keep waiting while messages are queued
+
+
+async def _seek_to_committed_or_start(consumer: Any, reset: str) -> Mapping[Any, int | None]:
+    committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
+    never = [tp for tp, offset in committed.items() if not offset or offset <= 0]
+    if never:
+        if reset == "latest":
+            await consumer.seek_to_end(*never)
+        else:
+            await consumer.seek_to_beginning(*never)
+    return committed
+
+
+async def seek_to_committed(self: AIOKafkaConsumerThread) -> Mapping[TP, int]:
+    """Seek every partition to its committed offset, or to the start if it has none."""
+    reset = str(self.app.conf.consumer_auto_offset_reset)
+    return await self.call_thread(_seek_to_committed_or_start, self._ensure_consumer(), reset)  # type: ignore[no-any-return]
 
 
 def resume_flow(self: FlowControlEvent) -> None:
@@ -144,7 +176,8 @@ async def build_highwaters(
 
 
 def apply() -> None:
-    """Install :func:`resume_flow`, :func:`drain` and :func:`build_highwaters` (idempotent)."""
+    """Install the corrections into Faust and mode (idempotent)."""
     FlowControlEvent.resume = resume_flow  # type: ignore[method-assign]
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     ProducerBuffer.flush = drain  # type: ignore[method-assign]
     Recovery._build_highwaters = build_highwaters  # type: ignore[method-assign]

@@ -1,7 +1,8 @@
-"""The KPIs of DESIGN.md, computed from counters summed over partitions.
+"""The KPIs of docs/product.md, computed from counters summed over partitions.
 
 Rates are derived at read time from counts, never stored, so they stay exact
-under any filter (a ward, a day, or the whole city).
+under any filter (a ward, a day, or the whole city). A rate with nothing to divide
+by is ``None`` (JSON ``null``): a day with no completed procedure is not 0 % on time.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ PLAIN_KPIS = (
 )
 
 
-def _ratio(part: int, whole: int) -> float:
-    return round(part / whole, 6) if whole else 0.0
+def _ratio(part: int, whole: int) -> float | None:
+    """``part / whole``; None when nothing was counted, so "no data" never reads as 0 %."""
+    return round(part / whole, 6) if whole else None
 
 
 def filter_counters(

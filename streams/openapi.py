@@ -12,6 +12,7 @@ from typing import Any
 
 from schemas.topics import AGENCIES
 from schemas.wards import city_wards
+from streams.flag_pages import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, ORDERS
 from streams.flags import FLAG_TYPES
 from streams.kpis import PLAIN_KPIS, RESIDENCE_KINDS
 
@@ -35,7 +36,8 @@ def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 
 
 def _rate() -> dict[str, Any]:
-    return {"type": "number", "minimum": 0, "maximum": 1}
+    return {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+            "description": "0..1; null when there is nothing to divide by (no data is not 0 %)."}
 
 
 def _count() -> dict[str, Any]:
@@ -104,15 +106,28 @@ def _components() -> dict[str, Any]:
                 "status": {"type": "string", "enum": list(FLAG_STATUSES)},
                 "agency": {"type": "string"},
                 "ward_code": {"type": "string"},
+                "ward_name": {"type": "string", "description": "The ward's official name; empty for city-wide flags."},
                 "subject": {"type": "string", "description": "Pseudonym or dossier id, never a raw ID number."},
-                "opened_at": {"type": "integer", "description": "UTC milliseconds (event time)."},
-                "resolved_at": {"type": ["integer", "null"]},
+                "opened_at": {"type": "string", "format": "date-time", "description": "UTC (event time)."},
+                "resolved_at": {"type": ["string", "null"], "format": "date-time"},
                 "detail": {"type": "string"},
                 "evidence": {"type": "array", "items": {"type": "string"}},
             },
-            "required": ["flag_id", "type", "status", "agency", "ward_code", "subject", "opened_at"],
+            "required": ["flag_id", "type", "status", "agency", "ward_code", "ward_name", "subject", "opened_at"],
         },
-        "FlagsResponse": _envelope("flags", {"type": "array", "items": _ref("Flag")}),
+        "FlagsResponse": _envelope(
+            "flags",
+            {"type": "array", "items": _ref("Flag")},
+            {
+                "total": {**_count(), "description": "Flags matching the filters, over every page."},
+                "by_type": {"type": "object", "additionalProperties": _count(),
+                            "description": "Matching flags per type, over every page."},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                "order": {"type": "string", "enum": list(ORDERS)},
+                "next_cursor": {"type": ["string", "null"], "pattern": CURSOR_PATTERN,
+                                "description": "Pass as `cursor` for the next page; null on the last page."},
+            },
+        ),
         "Agency": {
             "type": "object",
             "properties": {
@@ -173,7 +188,7 @@ def _components() -> dict[str, Any]:
                 "items": {
                     "type": "object",
                     "properties": {
-                        "minute": {"type": "integer", "description": "Start of the minute, UTC seconds."},
+                        "minute": {"type": "string", "format": "date-time", "description": "Start of the minute, UTC."},
                         "by_agency": {"type": "object", "additionalProperties": _count()},
                     },
                     "required": ["minute", "by_agency"],
@@ -241,17 +256,28 @@ def openapi_document() -> dict[str, Any]:
     wards_param = _param("wards", "`all` adds the scorecard per ward.", {"type": "string", "enum": ["all", "none"]})
     limit = _param("limit", "How many wards to return, busiest first.",
                    {"type": "integer", "minimum": 1, "maximum": len(wards)})
+    flag_limit = _param("limit", f"Flags per page (default {DEFAULT_LIMIT}).",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT})
+    cursor = _param("cursor", "Where the page starts: `next_cursor` of the previous page, unchanged.",
+                    {"type": "string", "pattern": CURSOR_PATTERN})
+    order = _param("order", "asc: oldest first (default); desc: newest first.",
+                   {"type": "string", "enum": list(ORDERS), "default": "asc"})
     paths = {
         "/": {"get": {"summary": "Dashboard", "tags": ["dashboard"],
                       "description": "The city dashboard page (HTML; assets under /static/).",
                       "responses": {"200": {"description": "HTML page",
                                             "content": {"text/html": {"schema": {"type": "string"}}}}}}},
-        "/api/kpis": _get("City KPIs", "The KPIs of DESIGN.md for the city, a ward and/or a day.",
+        "/favicon.ico": {"get": {"summary": "Icon", "tags": ["dashboard"],
+                                 "description": "The dashboard's icon (32 px).",
+                                 "responses": {"200": {"description": "ICO image",
+                                                       "content": {"image/x-icon": {"schema": {"type": "string"}}}}}}},
+        "/api/kpis": _get("City KPIs", "The KPIs of docs/product.md for the city, a ward and/or a day.",
                           _json("KPIs", _ref("KpisResponse")), [ward, day]),
         "/api/counters": _get("Counters", "Raw counters (metric × ward × local day), filtered.",
                               _json("Counters", _ref("CountersResponse")), [metric, ward, day]),
-        "/api/flags": _get("Flags", "Data-sharing failures, open and resolved, oldest first.",
-                           _json("Flags", _ref("FlagsResponse")), [status, ftype, agency, ward]),
+        "/api/flags": _get("Flags", "Data-sharing failures, open and resolved, one page at a time in a "
+                           "stable order (opened_at, then flag_id); times are ISO 8601 UTC.",
+                           _json("Flags", _ref("FlagsResponse")), [status, ftype, agency, ward, flag_limit, cursor, order]),
         "/api/flags/subjects": {"get": {
             "summary": "Flags behind a roll-up", "tags": ["api"],
             "description": "The per-citizen SYNC_MISSING flags behind a roll-up (one flag per agency, ward, "
@@ -282,8 +308,9 @@ def openapi_document() -> dict[str, Any]:
             "summary": "Live stream", "tags": ["api"],
             "description": (
                 "Server-sent events. `event: kpis` (data: KpisResponse) on connect and whenever the KPIs "
-                "change (checked every second); `event: counts` (data: {\"at\": ms, \"by_agency\": {...}}) "
-                "events accepted since the last one; `event: flag` (data: Flag) as flags open and resolve; "
+                "change (checked every second); `event: counts` (data: {\"at\": ISO UTC time, \"by_agency\": {...}}) "
+                "events accepted since the last one; `event: flag` (data: Flag, status OPEN, RESOLVED or WITHDRAWN) "
+                "as flags open, resolve or are withdrawn; "
                 "`: keep-alive` comments while idle."),
             "responses": {"200": {"description": "An endless event stream",
                                   "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}},

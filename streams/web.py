@@ -24,6 +24,7 @@ from aiohttp import web
 from schemas.topics import AGENCIES
 from schemas.wards import city_wards, ward_codes
 from streams.clock import iso_utc
+from streams.flag_pages import PageError, PageRequest, api_flag, page_of
 from streams.flags import FLAG_TYPES
 from streams.flags.rollups import parse_rollup_subject
 from streams.metrics import CONTENT_TYPE
@@ -142,7 +143,7 @@ async def refuse_bad_filters(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except FilterError as exc:
+    except (FilterError, PageError) as exc:
         return web.json_response(
             {"error": "invalid query parameter", "field": exc.field, "reason": exc.reason}, status=400
         )
@@ -196,17 +197,18 @@ async def counters(request: web.Request) -> web.Response:
 
 
 async def flags(request: web.Request) -> web.Response:
+    """Flags matching the filters, one page at a time (see :mod:`streams.flag_pages`)."""
     f = _filters(request, "status", "type", "agency", "ward")
-    rows = [
+    page = PageRequest.parse(request.query)
+    rows = (
         flag
         for flag in _hub(request).view.flags
         if (f["status"] is None or flag["status"] == f["status"])
         and (f["type"] is None or flag["type"] == f["type"])
         and (f["agency"] is None or flag["agency"] == f["agency"])
         and (f["ward"] is None or flag["ward_code"] == f["ward"])
-    ]
-    rows.sort(key=lambda fl: (fl["opened_at"], fl["flag_id"]))
-    return web.json_response({"as_of": _as_of(), "flags": rows})
+    )
+    return web.json_response({"as_of": _as_of(), **page_of(rows, page)})
 
 
 async def agencies(request: web.Request) -> web.Response:
@@ -255,7 +257,9 @@ async def flag_subjects(request: web.Request) -> web.Response:
         reason = "no such flag" if flag is None else "not a roll-up: no flags stand behind it"
         return web.json_response({"error": f"flag_id: {reason}", "field": "flag_id", "reason": reason}, status=404)
     subjects = hub.view.rolled_subjects(group[1], group[0])
-    return web.json_response({"as_of": _as_of(), "flag": flag, "count": len(subjects), "subjects": subjects})
+    names = city_wards()
+    return web.json_response({"as_of": _as_of(), "flag": api_flag(flag, names), "count": len(subjects),
+                              "subjects": [api_flag(s, names) for s in subjects]})
 
 
 async def wards(request: web.Request) -> web.Response:
@@ -282,7 +286,8 @@ async def wards(request: web.Request) -> web.Response:
 
 
 async def throughput(request: web.Request) -> web.Response:
-    minutes = _hub(request).metrics.throughput.rows()
+    minutes = [dict(row, minute=iso_utc(int(row["minute"]) * 1000))
+               for row in _hub(request).metrics.throughput.rows()]
     return web.json_response({"as_of": _as_of(), "agencies": list(AGENCIES), "minutes": minutes})
 
 
@@ -297,6 +302,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def dashboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def favicon(request: web.Request) -> web.FileResponse:
+    """Browsers ask for /favicon.ico whatever the page says; answer rather than log 404s."""
+    return web.FileResponse(STATIC_DIR / "favicon.ico",
+                            headers={"Content-Type": "image/x-icon", "Cache-Control": "max-age=86400"})
 
 
 # -- server-sent events ------------------------------------------------------------
@@ -334,13 +345,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
             while message is not None:
                 pending.update(message.get("accepted") or {})
                 for flag in message.get("flags") or []:
-                    out += _sse("flag", flag)
+                    out += _sse("flag", api_flag(flag))
                 message = queue.get_nowait() if not queue.empty() else None
             now = loop.time()
             if now >= next_tick:
                 next_tick = now + STREAM_TICK_S
                 if pending:
-                    out += _sse("counts", {"at": int(time.time() * 1000), "by_agency": dict(pending)})
+                    out += _sse("counts", {"at": _as_of(), "by_agency": dict(pending)})
                     pending.clear()
                 body = _kpis_body(hub)
                 if body["kpis"] != last_kpis or now - last_kpis_at >= STREAM_KPIS_EVERY_S:
@@ -364,6 +375,7 @@ def build_web_app(hub: Hub) -> web.Application:
     app = web.Application(middlewares=[refuse_bad_filters])
     app[HUB_KEY] = hub
     app.router.add_get("/", dashboard)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/kpis", kpis)
     app.router.add_get("/api/counters", counters)

@@ -102,6 +102,17 @@ class WorkerProcess:
     def get(self, path: str) -> Any:
         return get_json(f"{self.url}{path}")
 
+    def flags(self, query: str = "") -> list[dict[str, Any]]:
+        """Every flag matching ``query``, following ``next_cursor`` over all pages."""
+        rows: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            body = self.get(f"/api/flags?limit=1000&{query}{cursor}")
+            rows += body["flags"]
+            if body["next_cursor"] is None:
+                return rows
+            cursor = f"&cursor={body['next_cursor']}"
+
     def kpis(self, query: str = "") -> dict[str, Any]:
         return dict(self.get(f"/api/kpis{query}")["kpis"])
 

@@ -1,7 +1,7 @@
 """Simulated city traffic: a deterministic generator of agency records and its exports.
 
 ``city`` makes the raw records (what agency systems would hold, raw ID numbers
-included), ``csv_export`` writes them as the nightly CSV exports of DESIGN.md.
+included), ``csv_export`` writes them as the nightly CSV exports of docs/product.md.
 Publishing them paced in wall-clock time is ``connectors.simulator``.
 """
 

@@ -7,7 +7,7 @@ should become a permanent residence and a child's insurance card; a death that
 should become a residence deletion and a funeral allowance; a portal dossier
 submitted and (usually, on time) completed. How often each story happens and how
 it tends to go is a :class:`CityShape`, whose defaults follow the city's public
-figures in DESIGN.md, so a replay gives back rates shaped like those figures.
+figures in docs/product.md, so a replay gives back rates shaped like those figures.
 
 Records come out in *arrival* order: mostly the order they happened, except the
 few late ones (``occurred_at`` a day or more behind the others) and the
@@ -78,7 +78,7 @@ FACILITIES = 408
 class CityShape:
     """How often each story happens (per 100 ID cards) and how each tends to go.
 
-    Shares follow DESIGN.md's figures; the rarest flows (absence notices, births,
+    Shares follow docs/product.md's figures; the rarest flows (absence notices, births,
     deaths) are scaled up so a few thousand events still show every flow.
     """
 

@@ -1,4 +1,4 @@
-"""Generated records as the agencies' nightly CSV exports (DESIGN.md's CSV format).
+"""Generated records as the agencies' nightly CSV exports (docs/product.md's CSV format).
 
 One file per agency, so ``lienthong import FILE --agency X`` can load a
 generated city day exactly as it would load a real export. The raw ``citizen_id``

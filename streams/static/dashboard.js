@@ -10,16 +10,34 @@ const AGENCY_LABELS = {
   POLICE: "Công an · police", SOCIAL_INSURANCE: "BHXH · social insurance", HEALTH: "Y tế · health",
   JUSTICE: "Tư pháp · justice", PORTAL: "Cổng DVC · portal", LABOUR: "LĐTBXH · labour",
 };
-const FLAG_LABELS = {
-  SYNC_FAILED: "Đồng bộ BHYT lỗi", SYNC_MISSING: "Chưa đồng bộ BHYT", INSURANCE_NOT_SHARED: "BHYT chưa chia sẻ",
-  CHAIN_STALLED: "Liên thông bị treo", PROCEDURE_OVERDUE: "Hồ sơ quá hạn", CONTRACT_VIOLATION: "Dữ liệu sai chuẩn",
-  DUPLICATE_EVENT: "Sự kiện trùng", LATE_EVENT: "Sự kiện trễ", AGENCY_SILENT: "Cơ quan im lặng",
+// Flag types: Vietnamese name, English name, and what the flag means in Vietnamese
+// (the rule's own detail, in English, follows it).
+const FLAG_TEXT = {
+  SYNC_FAILED: ["Đồng bộ BHYT lỗi", "insurance sync failed", "BHXH báo đồng bộ thẻ BHYT với CCCD không thành công."],
+  SYNC_MISSING: ["Chưa đồng bộ BHYT", "insurance sync missing", "Đã cấp CCCD nhưng BHXH chưa đồng bộ BHYT trong thời hạn."],
+  INSURANCE_NOT_SHARED: ["BHYT chưa chia sẻ", "insurance not shared", "Khám bệnh bằng CCCD nhưng không tra được thẻ BHYT của người đã có CCCD."],
+  CHAIN_STALLED: ["Liên thông bị treo", "chain stalled", "Một bước của thủ tục liên thông khai sinh/khai tử quá hạn chưa có."],
+  PROCEDURE_OVERDUE: ["Hồ sơ quá hạn", "procedure overdue", "Hồ sơ dịch vụ công chưa hoàn thành khi đến hạn."],
+  CONTRACT_VIOLATION: ["Dữ liệu sai chuẩn", "contract violation", "Dữ liệu gửi sai chuẩn, đã chuyển vào hàng thư lỗi (deadletter)."],
+  DUPLICATE_EVENT: ["Sự kiện trùng", "duplicate event", "Cơ quan gửi lại sự kiện đã nhận; chỉ tính một lần."],
+  LATE_EVENT: ["Sự kiện trễ", "late event", "Sự kiện đến hệ thống muộn so với thời điểm phát sinh."],
+  AGENCY_SILENT: ["Cơ quan im lặng", "agency silent", "Cơ quan không gửi dữ liệu hay tín hiệu hoạt động quá ngưỡng."],
 };
+const FLAG_STATUS_VI = { OPEN: "đang mở", RESOLVED: "đã xử lý", WITHDRAWN: "đã rút" };
+const FLAGS_SHOWN = 40;
 const CHART_MINUTES = 30;
+// Hub health: above these the tile asks for attention (a backlog, or more refused than a stray message).
+const HEALTH_LAG_WARN = 1000;
+const HEALTH_DEAD_RATE_WARN = 0.01;
+const NO_DATA = "—"; // a rate with nothing to divide by (the API answers null)
 const numberFmt = new Intl.NumberFormat("vi-VN");
 const pctFmt = new Intl.NumberFormat("vi-VN", { style: "percent", maximumFractionDigits: 1 });
+// Every time on the page is the city's local time, whatever the viewer's machine says.
+const CITY_TZ = "Asia/Ho_Chi_Minh";
+const timeFmt = new Intl.DateTimeFormat("vi-VN", { timeZone: CITY_TZ, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+const dateTimeFmt = new Intl.DateTimeFormat("vi-VN", { timeZone: CITY_TZ, day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 
-const state = { kpis: null, minutes: new Map(), flags: new Map() };
+const state = { kpis: null, minutes: new Map(), flags: new Map(), flagCounts: {} };
 
 function $(sel) { return document.querySelector(sel); }
 function esc(s) {
@@ -41,7 +59,7 @@ function renderKpis(body) {
     const path = el.dataset.kpi;
     const v = pick(kpis, path);
     if (v === undefined) continue;
-    const text = el.dataset.format === "pct" ? pctFmt.format(v) : numberFmt.format(v);
+    const text = v === null ? NO_DATA : el.dataset.format === "pct" ? pctFmt.format(v) : numberFmt.format(v);
     if (el.textContent !== text) {
       el.textContent = text;
       if (before && pick(before, path) !== v) {
@@ -51,14 +69,57 @@ function renderKpis(body) {
       }
     }
   }
-  for (const el of document.querySelectorAll("[data-share]")) {
+  for (const el of document.querySelectorAll("[data-share]")) { // null (no data): an empty meter
     el.style.width = `${Math.round(100 * (pick(kpis, el.dataset.share) || 0))}%`;
   }
   for (const el of document.querySelectorAll("[data-ratio]")) {
     const [a, b] = el.dataset.ratio.split("/").map((p) => pick(kpis, p) || 0);
     el.style.width = `${b ? Math.round((100 * a) / b) : 0}%`;
   }
-  $("#as-of").textContent = `as of ${new Date(body.as_of).toLocaleString("vi-VN")}`;
+  $("#as-of").textContent = `cập nhật · as of ${dateTimeFmt.format(new Date(body.as_of))} (GMT+7)`;
+  renderHealth();
+}
+
+// -- hub health: lag, dead-letter rate, silent agencies, worker state ----------------
+const health = { worker: null, silent: null };
+
+async function refreshHealth() {
+  const r = await fetch("/healthz", { cache: "no-store" });
+  let body = {};
+  try { body = await r.json(); } catch (e) { body = {}; }
+  health.worker = { ok: r.ok && body.status === "ok", status: body.status || `HTTP ${r.status}`,
+                    reason: body.reason || "", lag: body.consumer_lag };
+  const silent = await getJSON("/api/flags?type=AGENCY_SILENT&status=OPEN&limit=1");
+  health.silent = silent.total ?? silent.flags.length;
+  renderHealth();
+}
+
+function deadLetterRate(k) {
+  const all = (k.events_total || 0) + (k.events_dead_lettered || 0);
+  return all ? k.events_dead_lettered / all : null;
+}
+
+function renderHealth() {
+  const k = state.kpis, w = health.worker;
+  if (!k || !w) return;
+  const dead = deadLetterRate(k);
+  const problems = [];
+  if (!w.ok) problems.push("worker");
+  if (w.lag > HEALTH_LAG_WARN) problems.push("lag");
+  if (dead !== null && dead > HEALTH_DEAD_RATE_WARN) problems.push("dead");
+  if (health.silent) problems.push("silent");
+  const st = !w.ok ? "bad" : problems.length ? "warn" : "ok";
+  const el = $("#health-state");
+  el.dataset.state = st;
+  el.textContent = { ok: "Ổn định · healthy", warn: "Cần chú ý · attention", bad: "Sự cố · failing" }[st];
+  $("#health-lag").textContent = w.lag == null ? NO_DATA : `${numberFmt.format(w.lag)} msg`;
+  $("#health-dead").textContent = dead === null ? NO_DATA : pctFmt.format(dead);
+  $("#health-silent").textContent = health.silent == null ? NO_DATA : numberFmt.format(health.silent);
+  $("#health-worker").textContent = w.ok ? "ok" : `${w.status}${w.reason ? `: ${w.reason}` : ""}`;
+  $("#health-worker").title = w.reason;
+  for (const [id, name] of [["#health-lag", "lag"], ["#health-dead", "dead"], ["#health-silent", "silent"], ["#health-worker", "worker"]]) {
+    $(id).classList.toggle("warn", problems.includes(name));
+  }
 }
 
 // -- wards and agencies (polled: they change with every tile update) ------------
@@ -117,27 +178,44 @@ function renderScorecard(rows) {
 }
 
 // -- flags --------------------------------------------------------------------------
+// UTC ISO times inside a rule's English detail, shown in the city's local time too.
+const ISO_UTC = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z/g;
+function localTime(iso) { return dateTimeFmt.format(new Date(iso)); }
+function localizeDetail(text) { return text.replace(ISO_UTC, (iso) => localTime(iso)); }
+function flagName(type) { return (FLAG_TEXT[type] || [type, ""])[0]; }
+
 function renderFlags() {
+  $("#flag-types").innerHTML = Object.entries(state.flagCounts).sort((a, b) => b[1] - a[1])
+    .map(([t, n]) => `<span class="chip" title="${esc((FLAG_TEXT[t] || [t, t])[1])}">${esc(flagName(t))}<b>${numberFmt.format(n)}</b></span>`).join("");
   const open = [...state.flags.values()].filter((f) => f.status === "OPEN");
-  const byType = {};
-  for (const f of open) byType[f.type] = (byType[f.type] || 0) + 1;
-  $("#flag-types").innerHTML = Object.entries(byType).sort((a, b) => b[1] - a[1])
-    .map(([t, n]) => `<span class="chip" title="${esc(t)}">${esc(FLAG_LABELS[t] || t)}<b>${numberFmt.format(n)}</b></span>`).join("");
-  open.sort((a, b) => b.opened_at - a.opened_at);
+  open.sort((a, b) => Date.parse(b.opened_at) - Date.parse(a.opened_at));
   $("#flags").innerHTML = open.length
-    ? open.slice(0, 40).map((f) => `<li>
-        <span class="t">${esc(FLAG_LABELS[f.type] || f.type)}</span> · ${esc(AGENCY_LABELS[f.agency] || f.agency)}
-        <span class="where">· ${esc(f.ward_code || "city")} · ${new Date(f.opened_at).toLocaleString("vi-VN")}</span>
-        ${f.detail ? `<div>${esc(f.detail)}</div>` : ""}
-        ${f.evidence && f.evidence.length ? `<div class="ev">evidence: ${f.evidence.slice(0, 3).map(esc).join(", ")}${f.evidence.length > 3 ? " …" : ""}</div>` : ""}
-      </li>`).join("")
-    : `<li class="empty">No open flags.</li>`;
+    ? open.slice(0, FLAGS_SHOWN).map((f) => {
+        const [vi, en, meaning] = FLAG_TEXT[f.type] || [f.type, "", ""];
+        const ward = f.ward_code ? `${esc(f.ward_name || f.ward_code)} <span class="code">${esc(f.ward_code)}</span>` : "toàn thành phố · city";
+        return `<li data-flag-id="${esc(f.flag_id)}">
+        <div class="head"><span class="t">${esc(vi)}</span>${en ? ` <span class="en">${esc(en)}</span>` : ""} · ${esc(AGENCY_LABELS[f.agency] || f.agency)}</div>
+        <div class="where">${ward} · <time datetime="${esc(f.opened_at)}">${esc(localTime(f.opened_at))}</time></div>
+        ${meaning ? `<div class="vi">${esc(meaning)}</div>` : ""}
+        ${f.detail ? `<div class="en">${esc(localizeDetail(f.detail))}</div>` : ""}
+        ${f.evidence && f.evidence.length ? `<div class="ev">bằng chứng · evidence: ${f.evidence.slice(0, 3).map(esc).join(", ")}${f.evidence.length > 3 ? " …" : ""}</div>` : ""}
+      </li>`;
+      }).join("")
+    : `<li class="empty">Không có cảnh báo · no open flags.</li>`;
 }
 
 async function refreshFlags() {
-  const body = await getJSON("/api/flags?status=OPEN");
+  // newest open flags first, one page; the chips count every open flag (by_type covers all pages)
+  const body = await getJSON(`/api/flags?status=OPEN&order=desc&limit=${FLAGS_SHOWN}`);
   state.flags = new Map(body.flags.map((f) => [f.flag_id, f]));
+  state.flagCounts = body.by_type;
   renderFlags();
+}
+
+let flagRefresh = null;
+function scheduleFlagRefresh() {
+  if (flagRefresh) return;
+  flagRefresh = setTimeout(() => { flagRefresh = null; refreshFlags().catch(() => {}); }, 2000);
 }
 
 // -- chart: stacked bars of events per minute by agency -------------------------------
@@ -172,6 +250,7 @@ function drawChart() {
     ctx.textAlign = "right"; ctx.fillText(numberFmt.format(Math.round((top * i) / 4)), left - 6, y + 4);
   }
   const barW = plotW / minutes.length;
+  let labelsRight = 0; // right edge of the rightmost time label, for the layout test
   minutes.forEach((m, i) => {
     let y = 8 + plotH;
     const bucket = state.minutes.get(m) || {};
@@ -184,11 +263,16 @@ function drawChart() {
       y -= bh;
     }
     if (i % 5 === 4 || i === minutes.length - 1) {
-      ctx.fillStyle = "#8ea0b3"; ctx.textAlign = "center";
-      const d = new Date(m * 1000);
-      ctx.fillText(`${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`, left + (i + 0.5) * barW, h - 6);
+      ctx.fillStyle = "#8ea0b3"; ctx.textAlign = "left";
+      const label = timeFmt.format(new Date(m * 1000));
+      const half = ctx.measureText(label).width / 2;
+      // centred under its bar, but never past the canvas edge (the last label was clipped on phones)
+      const x = Math.min(left + (i + 0.5) * barW - half, w - 2 * half - 1);
+      ctx.fillText(label, x, h - 6);
+      labelsRight = Math.max(labelsRight, x + 2 * half);
     }
   });
+  canvas.dataset.labelsRight = String(Math.ceil(labelsRight));
 }
 
 function renderLegend() {
@@ -198,7 +282,7 @@ function renderLegend() {
 
 async function loadThroughput() {
   const body = await getJSON("/api/throughput");
-  state.minutes = new Map(body.minutes.map((row) => [row.minute, { ...row.by_agency }]));
+  state.minutes = new Map(body.minutes.map((row) => [Date.parse(row.minute) / 1000, { ...row.by_agency }]));
   drawChart();
 }
 
@@ -226,13 +310,14 @@ function connect() {
   source.addEventListener("kpis", (e) => { renderKpis(JSON.parse(e.data)); scheduleSideRefresh(); });
   source.addEventListener("counts", (e) => {
     const data = JSON.parse(e.data);
-    addCounts(Math.floor(data.at / 60000) * 60, data.by_agency);
+    addCounts(Math.floor(Date.parse(data.at) / 60000) * 60, data.by_agency);
     drawChart();
   });
   source.addEventListener("flag", (e) => {
     const flag = JSON.parse(e.data);
     if (flag.status === "OPEN") state.flags.set(flag.flag_id, flag); else state.flags.delete(flag.flag_id);
     renderFlags();
+    scheduleFlagRefresh(); // the counts by type come from the server
   });
 }
 
@@ -240,12 +325,14 @@ async function start() {
   renderLegend();
   const loads = [
     getJSON("/api/kpis").then(renderKpis), refreshWards(), refreshAgencies(), refreshFlags(), loadThroughput(),
+    refreshHealth(),
   ];
   await Promise.allSettled(loads);
   connect();
   window.addEventListener("resize", drawChart);
   setInterval(drawChart, 15000); // the time axis moves even when the city is quiet
   setInterval(() => refreshFlags().catch(() => {}), 30000);
+  setInterval(() => refreshHealth().catch(() => {}), 5000);
 }
 
 start();

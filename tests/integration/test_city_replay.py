@@ -37,7 +37,7 @@ def replay_week(tmp_path: Path) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
                 lambda: (k := worker.kpis()) and {n: k[n] for n in expected} == expected and k,
                 180, what="the worker to reach the truth",
             )
-            flags = worker.get("/api/flags")["flags"]
+            flags = worker.flags()
             return kpis, sorted(
                 (f["type"], f["subject"], f["status"], f["opened_at"], f["resolved_at"], f["ward_code"])
                 for f in flags if f["type"] != "AGENCY_SILENT"  # the one wall-clock rule

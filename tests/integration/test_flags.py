@@ -45,7 +45,7 @@ def publish(bootstrap: str, *events: dict[str, Any]) -> None:
 
 
 def flags_of(worker: WorkerProcess, query: str) -> list[dict[str, Any]]:
-    return list(worker.get(f"/api/flags?{query}")["flags"])
+    return worker.flags(query)
 
 
 def test_failed_sync_opens_and_a_later_sync_resolves_it_on_api_and_alerts(broker, workers):

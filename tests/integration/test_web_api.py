@@ -163,3 +163,74 @@ def test_agencies_report_every_event_of_the_city_not_one_partition(broker, worke
     body = wait_for(lambda: (b := worker.get("/api/agencies"))["agencies"][0]["events"] == 40 and b, 60,
                     what="40 POLICE events")
     assert [row["agency"] for row in body["agencies"]] == ["POLICE"]
+
+
+def failed_syncs(count: int, wards: list[str]) -> list[dict[str, Any]]:
+    """``count`` failed insurance syncs (one SYNC_FAILED flag each), spread over ``wards``."""
+    from tests.unit.test_flags import T0, sync
+
+    events = []
+    for i in range(count):
+        event = sync(T0 + i * 60_000, citizen=i, ok=False)
+        event["ward_code"] = wards[i % len(wards)]
+        events.append(event)
+    return events
+
+
+def test_flags_come_in_pages_that_give_each_flag_once_in_a_stable_order(broker, workers):
+    from tests.integration.test_flags import publish
+
+    worker = workers()
+    publish(broker, *failed_syncs(25, sorted(city_wards())[:3]))
+    wait_for(lambda: worker.get("/api/flags?limit=1")["total"] == 25, 60, what="25 SYNC_FAILED flags")
+    pages, cursor = [], ""
+    while True:
+        body = worker.get(f"/api/flags?limit=10{cursor}")
+        pages.append(body["flags"])
+        if body["next_cursor"] is None:
+            break
+        cursor = f"&cursor={body['next_cursor']}"
+    assert [len(p) for p in pages] == [10, 10, 5]
+    rows = [f for page in pages for f in page]
+    assert len({f["flag_id"] for f in rows}) == 25
+    assert [(f["opened_at"], f["flag_id"]) for f in rows] == sorted((f["opened_at"], f["flag_id"]) for f in rows)
+
+
+def test_flag_times_are_iso_utc_strings_and_rows_carry_the_ward_name(broker, workers):
+    from tests.integration.test_flags import publish
+
+    worker = workers()
+    publish(broker, *failed_syncs(1, [sorted(city_wards())[0]]))
+    body = wait_for(lambda: (b := worker.get("/api/flags"))["flags"] and b, 60, what="one flag")
+    flag = body["flags"][0]
+    assert flag["opened_at"] == "2024-06-01T00:00:00.000Z"  # T0, like as_of's format
+    assert flag["resolved_at"] is None
+    assert flag["ward_name"] == city_wards()[flag["ward_code"]]
+
+
+def test_flags_filter_by_agency_and_ward(broker, workers):
+    from tests.integration.test_flags import publish
+
+    worker = workers()
+    wards = sorted(city_wards())[:3]
+    publish(broker, *failed_syncs(12, wards))
+    wait_for(lambda: worker.get("/api/flags?limit=1")["total"] == 12, 60, what="12 flags")
+    in_ward = worker.get(f"/api/flags?ward={wards[1]}")
+    assert in_ward["total"] == 4 and {f["ward_code"] for f in in_ward["flags"]} == {wards[1]}
+    assert worker.get("/api/flags?agency=SOCIAL_INSURANCE")["total"] == 12
+    assert worker.get("/api/flags?agency=health")["total"] == 0
+    assert worker.get(f"/api/flags?agency=SOCIAL_INSURANCE&ward={wards[2]}&type=SYNC_FAILED")["total"] == 4
+
+
+def test_a_flag_cursor_or_limit_the_api_cannot_use_is_refused_naming_it(broker, workers):
+    worker = workers()
+    assert refused(f"{worker.url}/api/flags?cursor=page-2")[1]["field"] == "cursor"
+    assert refused(f"{worker.url}/api/flags?limit=0")[1]["field"] == "limit"
+
+
+def test_rates_with_nothing_to_divide_by_are_null(broker, workers, tmp_path):
+    worker = workers()
+    import_id_cards(broker, tmp_path, 10)
+    kpis = wait_for(lambda: (k := worker.kpis())["id_cards_issued"] == 10 and k, 60, what="10 ID cards")
+    assert kpis["procedures_on_time_rate"] is None and kpis["welfare_cashless_share"] is None
+    assert set(kpis["residence_online_rate"].values()) == {None}

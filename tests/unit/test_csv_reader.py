@@ -104,3 +104,35 @@ def test_parse_time_refuses_text_that_is_not_a_time() -> None:
     with pytest.raises(ContractError) as caught:
         parse_time("yesterday", "due_at")
     assert caught.value.field == "due_at"
+
+
+# -- files a new user really has: wrong encoding, missing columns, nothing at all ------
+def test_a_byte_that_is_not_utf8_is_reported_on_its_line_and_column_and_other_rows_go_in(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(HEADER.encode() + (_card(RAW_IDS[0]) + "\n").encode()
+                     + f"IdCardIssued,2024-06-01T08:00:00+07:00,{WARD},{RAW_IDS[1]},Ph\xe1,CCCD_CHIP,\n".encode("latin-1")
+                     + (_card(RAW_IDS[2]) + "\n").encode())
+    events, report = _read(path)
+    assert len(events) == 2
+    assert [(b.line, b.field) for b in report.bad] == [(3, "correlation_id")]
+    assert "0xE1" in report.bad[0].reason and "UTF-8" in report.bad[0].reason
+
+
+def test_a_file_without_the_citizen_id_column_is_one_message_naming_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "no-citizen.csv"
+    path.write_text("event_type,occurred_at,ward_code,card_kind\n"
+                    + "".join(f"IdCardIssued,2024-06-01T01:00:00Z,{WARD},CCCD_CHIP\n" for _ in range(5)))
+    events, report = _read(path)
+    assert events == []
+    assert [(b.line, b.field) for b in report.bad] == [(1, "citizen_id")]
+    assert "no citizen_id column" in str(report.bad[0])
+
+
+def test_an_empty_file_is_one_message_saying_so(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    events, report = _read(path)
+    assert events == []
+    assert len(report.bad) == 1 and report.bad[0].line == 1
+    assert "empty" in report.bad[0].reason and "citizen_id" in report.bad[0].reason
+

@@ -208,10 +208,10 @@ def test_residence_online_rate_is_per_kind():
         "STAY_NOTICE": 0,
     }
     assert kpis["residence_online_rate"] == {
-        "PERMANENT": 0.0,
+        "PERMANENT": None,
         "TEMPORARY": 0.75,
         "ABSENCE": 0.0,
-        "STAY_NOTICE": 0.0,
+        "STAY_NOTICE": None,
     }
 
 
@@ -242,8 +242,9 @@ def test_welfare_cashless_share_counts_bank_payments():
     assert kpis["welfare_cashless_share"] == 0.75
 
 
-def test_rates_are_zero_when_nothing_was_counted():
+def test_rates_are_null_when_nothing_was_counted():
     kpis = expected_kpis([])
-    assert kpis["procedures_on_time_rate"] == 0.0
-    assert kpis["welfare_cashless_share"] == 0.0
+    assert kpis["procedures_on_time_rate"] is None
+    assert kpis["welfare_cashless_share"] is None
+    assert kpis["residence_online_rate"] == {k: None for k in kpis["residence_online_rate"]}
     assert kpis["events_total"] == 0
