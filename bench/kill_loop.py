@@ -135,6 +135,16 @@ def read_changelog(bootstrap: str) -> dict[str, Any]:
     return out
 
 
+def ensure_signing_keys() -> None:
+    """Give the importer and workers a keyring of their own unless one is configured."""
+    if os.environ.get("LIENTHONG_SIGNING_KEYS"):
+        return
+    from schemas.signing import generate_keyring_file
+
+    keys = Path(tempfile.mkdtemp(prefix="kill-loop-keys-")) / "keys.json"
+    os.environ["LIENTHONG_SIGNING_KEYS"] = str(generate_keyring_file(keys))
+
+
 def one_run(run: int, mode: str, events: int, freeze_after: float, keep: Path, rng: random.Random) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="kill-loop-"))
     try:
@@ -182,6 +192,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=Path("kill-loop-out"), help="Where frozen runs' diagnostics go.")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
+    ensure_signing_keys()
     rng = random.Random(args.seed)
     tally: dict[str, int] = {}
     for run in range(args.runs):

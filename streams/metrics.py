@@ -240,7 +240,14 @@ class HubMetrics:
         for tp in assignment:
             if tp.topic not in EVENT_TOPICS:
                 continue
-            highwater = consumer.highwater(tp)
+            try:
+                highwater = consumer.highwater(tp)
+            except AssertionError:
+                # aiokafka asserts the partition is assigned. Its consumer thread
+                # may have taken it away since ``assignment()`` (a rebalance runs
+                # there, this timer in the main thread); raising here would crash
+                # the app from a once-a-second timer. Not ours any more: no lag.
+                continue
             if highwater is None:
                 continue
             position = self.positions.get((tp.topic, tp.partition))

@@ -119,3 +119,34 @@ def test_scorecard_is_exported_per_agency_and_month():
     assert s[("lienthong_scorecard_flags_open", labels)] == 2
     assert s[("lienthong_scorecard_silences", labels)] == 1
     assert s[("lienthong_scorecard_sharing_delay_seconds", (*labels, ("quantile", "0.95")))] == 90.5
+
+
+class _RebalancingConsumer:
+    """Lists two partitions, then (a rebalance in the consumer thread) no longer owns the first."""
+
+    def __init__(self) -> None:
+        from faust.types import TP
+
+        from schemas.topics import EVENT_TOPICS
+
+        self.gone = TP(EVENT_TOPICS[0], 0)
+        self.kept = TP(EVENT_TOPICS[0], 1)
+        self._committed_offset = {self.kept: 4}
+
+    def assignment(self) -> set[Any]:
+        return {self.gone, self.kept}
+
+    def highwater(self, tp: Any) -> int:
+        assert tp != self.gone, "Partition is not assigned"  # as aiokafka's highwater()
+        return 10
+
+
+def test_lag_skips_a_partition_revoked_while_it_is_being_read():
+    import asyncio
+
+    consumer = _RebalancingConsumer()
+    hub = fake_hub()
+    hub.app = SimpleNamespace(consumer=consumer)
+    metrics = HubMetrics(hub)
+    asyncio.run(metrics.refresh_lag())  # raised AssertionError, crashing the app from its timer
+    assert metrics.lag == {(consumer.kept.topic, 1): 6}
