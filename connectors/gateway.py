@@ -42,6 +42,7 @@ from connectors.sdk import Publisher, check_connector_secrets
 from lienthong.logs import get_logger
 from lienthong.settings import MissingSecret, Settings
 from schemas.errors import ContractError
+from schemas.json_source import read_json_source
 from schemas.signing import KeyringError
 from schemas.topics import AGENCIES
 from schemas.validation import Event
@@ -116,18 +117,7 @@ def parse_credentials(config: Any) -> dict[str, AgencyCredential]:
 
 def load_credentials(source: Path | str) -> dict[str, AgencyCredential]:
     """Credentials from a JSON file, or from inline JSON (``LIENTHONG_GATEWAY_CREDENTIALS``)."""
-    text = source.strip() if isinstance(source, str) else ""
-    if isinstance(source, Path) or not text.startswith("{"):
-        path = Path(source).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CredentialsError(f"cannot read credentials file {path}: {exc.strerror}") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CredentialsError(f"credentials are not valid JSON (line {exc.lineno})") from None
-    return parse_credentials(config)
+    return parse_credentials(read_json_source(source, "credentials", CredentialsError))
 
 
 def _same(a: str, b: str) -> bool:

@@ -77,13 +77,19 @@ class KafkaSecurity:
         return context
 
 
-def kafka_python_config(security: KafkaSecurity | None = None) -> dict[str, Any]:
-    """Keyword arguments for kafka-python's ``KafkaProducer``/``KafkaConsumer``/``KafkaAdminClient``."""
-    s = security or KafkaSecurity.from_env()
+def _protocol_and_sasl(s: KafkaSecurity) -> dict[str, Any]:
+    """What kafka-python and aiokafka name alike: the protocol and the SASL login."""
     config: dict[str, Any] = {"security_protocol": s.protocol}
     if s.sasl:
         config.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
                       sasl_plain_password=s.sasl_password)
+    return config
+
+
+def kafka_python_config(security: KafkaSecurity | None = None) -> dict[str, Any]:
+    """Keyword arguments for kafka-python's ``KafkaProducer``/``KafkaConsumer``/``KafkaAdminClient``."""
+    s = security or KafkaSecurity.from_env()
+    config = _protocol_and_sasl(s)
     if s.tls:
         config.update({k: v for k, v in (("ssl_cafile", s.ssl_cafile), ("ssl_certfile", s.ssl_certfile),
                                          ("ssl_keyfile", s.ssl_keyfile)) if v})
@@ -93,10 +99,7 @@ def kafka_python_config(security: KafkaSecurity | None = None) -> dict[str, Any]
 def aiokafka_config(security: KafkaSecurity | None = None) -> dict[str, Any]:
     """Keyword arguments for aiokafka's ``AIOKafkaConsumer``/``AIOKafkaProducer``."""
     s = security or KafkaSecurity.from_env()
-    config: dict[str, Any] = {"security_protocol": s.protocol}
-    if s.sasl:
-        config.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
-                      sasl_plain_password=s.sasl_password)
+    config = _protocol_and_sasl(s)
     if s.tls:
         config["ssl_context"] = s.ssl_context()
     return config

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.errors import ContractError
+from schemas.json_source import read_json_source
 from schemas.topics import AGENCIES
 
 AGENCY_HEADER = "lienthong.agency"
@@ -154,18 +155,7 @@ def parse_keyring(config: object) -> Keyring:
 
 def load_keyring(source: str | Path) -> Keyring:
     """A keyring from inline JSON or from a JSON file."""
-    text = source.strip() if isinstance(source, str) else ""
-    if isinstance(source, Path) or not text.startswith("{"):
-        path = Path(source).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise KeyringError(f"cannot read signing keys file {path}: {exc.strerror}") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise KeyringError(f"signing keys are not valid JSON (line {exc.lineno})") from None
-    return parse_keyring(config)
+    return parse_keyring(read_json_source(source, "signing keys", KeyringError))
 
 
 def generate_keyring_file(path: Path, agencies: Iterable[str] = AGENCIES) -> Path:
