@@ -11,6 +11,7 @@ Faust), which restores the fence too. See ``docs/exactly-once.md``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import time
@@ -97,6 +98,10 @@ class Hub:
         self.fault = faults.armed()
         #: LIENTHONG_DEBUG_CONSUMER: log Faust's consumer state periodically and every message handled
         self.debug = float(os.environ.get("LIENTHONG_DEBUG_CONSUMER") or 0)
+        if self.debug:
+            # Faust's and aiokafka's own account of rebalances, recovery and seeks
+            for library in ("faust", "aiokafka"):
+                logging.getLogger(library).setLevel(logging.INFO)
         self.app = self._build_app()
 
     # -- construction ---------------------------------------------------------
