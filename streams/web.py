@@ -256,7 +256,7 @@ async def flag_subjects(request: web.Request) -> web.Response:
     if flag is None or group is None:
         reason = "no such flag" if flag is None else "not a roll-up: no flags stand behind it"
         return web.json_response({"error": f"flag_id: {reason}", "field": "flag_id", "reason": reason}, status=404)
-    subjects = hub.view.rolled_subjects(group[1], group[0])
+    subjects = hub.view.rolled_subjects(group)
     names = city_wards()
     return web.json_response({"as_of": _as_of(), "flag": api_flag(flag, names), "count": len(subjects),
                               "subjects": [api_flag(s, names) for s in subjects]})
