@@ -162,8 +162,9 @@ async def healthz(request: web.Request) -> web.Response:
             "partitions_owned": sorted(hub.processor.states),
             "partitions_known": hub.view.partitions_known,
             "messages": hub.stats["messages"],
-            "first_message_at": hub.stats["first_message_at"],
-            "last_message_at": hub.stats["last_message_at"],
+            # ISO-8601 UTC like every time in the API (the worker keeps epoch seconds for its own use)
+            "first_message_at": _iso_or_none(hub.stats["first_message_at"]),
+            "last_message_at": _iso_or_none(hub.stats["last_message_at"]),
             "first_message_cpu_s": hub.stats["first_message_cpu_s"],
             "last_message_cpu_s": hub.stats["last_message_cpu_s"],
             "consumer_lag": hub.metrics.total_lag(),
@@ -173,6 +174,10 @@ async def healthz(request: web.Request) -> web.Response:
         },
         status=503 if problems else 200,
     )
+
+
+def _iso_or_none(epoch_s: float | None) -> str | None:
+    return None if epoch_s is None else iso_utc(round(epoch_s * 1000))
 
 
 def _kpis_body(hub: Hub, ward: str | None = None, day: str | None = None) -> dict[str, Any]:
