@@ -128,3 +128,26 @@ def test_cards_of_one_ward_day_on_three_partitions_raise_one_flag_through_the_me
         statuses = [a["status"] for a in alerts if a["flag_id"] == FLAG_ID]
         assert statuses[-1] == ("RESOLVED" if partition == 2 else "OPEN")
     assert sorted({a["status"] for a in alerts if a["flag_id"] == FLAG_ID}) == ["OPEN", "RESOLVED"]
+
+
+# -- the view any worker serves: its own partitions live, the others from snapshots ----
+def test_the_view_shows_one_roll_up_from_local_and_remote_partitions_and_scores_it_once():
+    from streams.view import CityView, snapshot_of
+
+    processor = Processor(CODEC, default_rules())
+    citizen = 0
+    for partition, cards in ((0, 3), (4, 5)):
+        events = [card(T0 + i * 60_000, citizen + i) for i in range(cards)] + [welfare(T0 + 5 * D)]
+        citizen += cards
+        for offset, event in enumerate(events):
+            topic = IDENTITY if event["event_type"] == "IdCardIssued" else "lienthong.welfare"
+            processor.process(topic, partition, offset, CODEC.encode(event), T0, now_ms=T0)
+    view = CityView()
+    view.local = {0: processor.states[0]}  # partition 4 is another worker's: seen through its snapshot
+    view.accept_snapshot(snapshot_of(processor.states[4], "other-worker"))
+    [flag] = [f for f in view.flags if f["type"] == "SYNC_MISSING"]
+    assert (flag["flag_id"], flag["status"]) == (FLAG_ID, "OPEN") and flag["detail"].startswith("8 ID card(s)")
+    assert len(view.rolled_subjects(KEY)) == 8
+    totals, _ = view.scorecard()
+    [insurance] = [row for row in totals if row["agency"] == "SOCIAL_INSURANCE"]
+    assert (insurance["flags_open"], insurance["sla_breaches"]) == (1, 8)
