@@ -120,8 +120,8 @@ def run_variant(cards: int, label: str, env: dict[str, str], idle_s: float, say:
 
     from bench.throughput import PARTITIONS, BenchWorker
     from connectors.sdk import Publisher
-    from lienthong.broker import EmbeddedBroker
-    from lienthong.topics import ensure_topics
+    from hubbase.broker import EmbeddedBroker
+    from hubbase.topic_admin import ensure_topics
     from schemas.topics import AGGREGATES, ALERTS
 
     data_dir = Path(tempfile.mkdtemp(prefix="lienthong-onboarding-"))

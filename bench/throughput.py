@@ -41,8 +41,8 @@ from bench.signing import SigningFigures
 from bench.signing import measure as measure_signing
 from bench.workload import BENCH_KEY, build_events
 from connectors.sdk import Publisher
-from lienthong.broker import EmbeddedBroker, free_port, stop_process
-from lienthong.topics import ensure_topics
+from hubbase.broker import EmbeddedBroker, free_port, stop_process
+from hubbase.topic_admin import ensure_topics
 from schemas.codec import EventCodec
 from schemas.signing import generate_keyring_file
 from schemas.topics import ALERTS, EVENT_TOPICS

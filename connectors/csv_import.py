@@ -25,9 +25,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import Publisher, prepare
 from schemas.errors import ContractError
+from schemas.pseudonym import Pseudonymiser
 from schemas.topics import SOURCE_OF_EVENT
 from schemas.validation import Event, payload_fields
 

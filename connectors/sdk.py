@@ -21,12 +21,12 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from connectors.pseudonym import Pseudonymiser
-from lienthong.kafka_security import kafka_python_config
-from lienthong.logs import get_logger
-from lienthong.settings import Settings
+from hubbase.kafka_security import kafka_python_config
+from hubbase.logs import get_logger
+from hubbase.settings import Settings
 from schemas.codec import EventCodec
 from schemas.partitioning import partition_for
+from schemas.pseudonym import Pseudonymiser
 from schemas.signing import Keyring
 from schemas.topics import HEARTBEATS, TOPIC_OF_EVENT, partition_key
 from schemas.validation import Event, validate

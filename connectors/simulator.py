@@ -26,13 +26,13 @@ import click
 from tqdm import tqdm
 
 from connectors.csv_import import parse_time
-from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import Publisher, prepare
 from connectors.simulation.city import CityShape, RawEvent, generate_city, stream_city
 from connectors.simulation.csv_export import write_csv
-from lienthong.logs import get_logger
-from lienthong.settings import Settings
-from lienthong.topics import ensure_topics
+from hubbase.logs import get_logger
+from hubbase.settings import Settings
+from hubbase.topic_admin import ensure_topics
+from schemas.pseudonym import Pseudonymiser
 from schemas.topics import AGENCIES
 
 __all__ = [

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import click
 
-from lienthong.broker import EmbeddedBroker, stop_process
-from lienthong.settings import Settings
-from lienthong.topics import ensure_topics
+from hubbase.broker import EmbeddedBroker, stop_process
+from hubbase.settings import Settings
+from hubbase.topic_admin import ensure_topics
 from schemas.topics import AGENCIES
 
 

@@ -23,9 +23,9 @@ import orjson
 from faust.transport.drivers.aiokafka import Producer as FaustAIOKafkaProducer
 from faust.types import TP
 
-from lienthong.kafka_security import aiokafka_config, faust_credentials
-from lienthong.logs import get_logger
-from lienthong.settings import Settings
+from hubbase.kafka_security import aiokafka_config, faust_credentials
+from hubbase.logs import get_logger
+from hubbase.settings import Settings
 from schemas.codec import EventCodec
 from schemas.partitioning import kafka_partitioner, partition_for
 from schemas.topics import AGGREGATES, ALERTS, AUDIT, DEADLETTER, EVENT_TOPICS
@@ -537,7 +537,7 @@ def reset_local_store(data_dir: Path) -> None:
 
 def build_processor(settings: Settings, codec: EventCodec) -> Processor:
     """The worker's processor: signatures verified unless turned off, dead letters cleaned with the pseudonym key."""
-    from connectors.pseudonym import Pseudonymiser
+    from schemas.pseudonym import Pseudonymiser
     from streams.redaction import DeadLetterRedactor
 
     keyring = settings.keyring() if settings.verify_signatures else None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lienthong.broker import free_port, stop_process
+from hubbase.broker import free_port, stop_process
 from schemas.topics import AGENCIES
 
 ROOT = Path(__file__).resolve().parent.parent

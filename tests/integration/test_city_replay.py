@@ -10,7 +10,7 @@ import pytest
 from connectors.csv_import import parse_time
 from connectors.simulator import generate_city
 from connectors.truth import expected_kpis
-from lienthong.broker import EmbeddedBroker
+from hubbase.broker import EmbeddedBroker
 from tests.support import WorkerProcess, hub_env, run_cli, wait_for
 
 pytestmark = pytest.mark.integration

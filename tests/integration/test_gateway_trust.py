@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from connectors.gateway import signature_headers
-from lienthong.broker import free_port, stop_process
+from hubbase.broker import free_port, stop_process
 from schemas.registry import default_registry
 from schemas.topics import ALL_TOPICS, SOURCE_OF_EVENT
 from tests.integration.test_gateway import post, topic_messages

@@ -676,7 +676,7 @@ def test_agency_never_seen_is_never_silent():
 
 # -- SLA configuration ---------------------------------------------------------------
 def test_sla_environment_override_reaches_the_rules(monkeypatch):
-    from lienthong.settings import Settings
+    from hubbase.settings import Settings
 
     monkeypatch.setenv("LIENTHONG_SLA_INSURANCE_SYNC", "12")
     feed = Feed(Settings.from_env().sla).send(card(T0), welfare(T0 + 13 * H))

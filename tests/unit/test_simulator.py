@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from connectors.csv_import import ImportReport, parse_time, read_events
-from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import prepare
 from connectors.simulator import events_per_day, generate_city, stream_city, write_csv
 from connectors.truth import expected_kpis
+from schemas.pseudonym import Pseudonymiser
 from schemas.topics import SOURCE_OF_EVENT
 from schemas.wards import ward_codes
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from connectors.pseudonym import Pseudonymiser
 from schemas.codec import EventCodec
+from schemas.pseudonym import Pseudonymiser
 from schemas.topics import TOPIC_OF_EVENT
 from schemas.validation import validate
 from streams.processor import Outcome, Processor
