@@ -22,8 +22,8 @@ from connectors.sdk import Publisher
 from schemas.codec import EventCodec
 from schemas.topics import EVENT_TOPICS, TOPIC_OF_EVENT
 from schemas.wards import ward_codes
+from streams.api.metrics import iter_families
 from streams.clock import CITY_TZ, local_day
-from streams.metrics import iter_families
 from tests.support import get_json, wait_for
 from tests.unit.test_flags import event
 

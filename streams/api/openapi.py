@@ -12,7 +12,7 @@ from typing import Any
 
 from schemas.topics import AGENCIES
 from schemas.wards import city_wards
-from streams.flag_pages import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, ORDERS
+from streams.api.flag_pages import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, ORDERS
 from streams.flags import FLAG_TYPES
 from streams.kpis import PLAIN_KPIS, RESIDENCE_KINDS
 
