@@ -57,8 +57,8 @@ def august_cards(count: int, first: int, wards: int = 168) -> list[dict[str, Any
 # -- the benchmark: `lienthong bench --onboarding CARDS` -------------------------
 def nudges(per_partition: int, partitions: int, first: int) -> list[dict[str, Any]]:
     """Welfare payments ten days into August, ``per_partition`` on every partition: the next messages."""
+    from schemas.contracts import partition_key
     from schemas.partitioning import partition_for
-    from schemas.topics import partition_key
 
     out: list[dict[str, Any]] = []
     count = dict.fromkeys(range(partitions), 0)

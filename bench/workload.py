@@ -16,9 +16,9 @@ from typing import Any
 from connectors.sdk import prepare
 from connectors.simulation.city import generate_city
 from schemas.codec import EventCodec
+from schemas.contracts import TOPIC_OF_EVENT, partition_key
 from schemas.partitioning import partition_for
 from schemas.pseudonym import Pseudonymiser
-from schemas.topics import TOPIC_OF_EVENT, partition_key
 
 #: 2024-06-01T00:00:00+07:00, the simulator's usual start.
 START_MS = 1_717_174_800_000

@@ -26,9 +26,9 @@ from typing import Any
 from tqdm import tqdm
 
 from connectors.sdk import Publisher, prepare
+from schemas.contracts import SOURCE_OF_EVENT
 from schemas.errors import ContractError
 from schemas.pseudonym import Pseudonymiser
-from schemas.topics import SOURCE_OF_EVENT
 from schemas.validation import Event, payload_fields
 
 #: Namespace of derived event ids (uuid5); fixed forever, or re-imports would double count.

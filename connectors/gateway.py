@@ -44,8 +44,8 @@ from schemas.errors import ContractError
 from schemas.json_source import read_json_source
 from schemas.pseudonym import Pseudonymiser
 from schemas.signing import KeyringError
-from schemas.topics import AGENCIES
 from schemas.validation import Event
+from schemas.vocabulary import AGENCIES
 
 log = get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """The one way agency-side code publishes: validate → pseudonymise → encode → produce.
 
-Events are keyed by dossier or citizen (``schemas.topics.partition_key``) so one
+Events are keyed by dossier or citizen (``schemas.contracts.partition_key``) so one
 subject's events keep their order. For throughput, :class:`Publisher` can group
 events bound for the same partition into one ``EventBatch`` message; it computes
 the partition exactly as Kafka's default partitioner would for the event's key,
@@ -25,10 +25,11 @@ from hubbase.kafka_security import kafka_python_config
 from hubbase.logs import get_logger
 from hubbase.settings import Settings
 from schemas.codec import EventCodec
+from schemas.contracts import HEARTBEAT, NOT_ABOUT_A_CITIZEN, TOPIC_OF_EVENT, partition_key
 from schemas.partitioning import partition_for
 from schemas.pseudonym import Pseudonymiser
 from schemas.signing import Keyring
-from schemas.topics import HEARTBEATS, TOPIC_OF_EVENT, partition_key
+from schemas.topics import HEARTBEATS
 from schemas.validation import Event, validate
 
 log = get_logger(__name__)
@@ -68,7 +69,7 @@ def prepare(raw: dict[str, Any], pseudonymiser: Pseudonymiser | None, *, source:
         event["source"] = source
     event.setdefault("event_id", str(uuid.uuid4()))
     event.setdefault("correlation_id", None)
-    if event.get("event_type") == "ConnectorHeartbeat":
+    if event.get("event_type") in NOT_ABOUT_A_CITIZEN:  # a heartbeat: no ward, no citizen
         event.setdefault("ward_code", "")
         event.setdefault("citizen_ref", "")
     return validate(event)
@@ -196,7 +197,7 @@ class Publisher:
             return
         beat = prepare(
             {
-                "event_type": "ConnectorHeartbeat",
+                "event_type": HEARTBEAT,
                 "source": self._heartbeat_source,
                 "occurred_at": now_ms(),
                 "connector": self.connector,

@@ -33,7 +33,7 @@ from hubbase.logs import get_logger
 from hubbase.settings import Settings
 from hubbase.topic_admin import ensure_topics
 from schemas.pseudonym import Pseudonymiser
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES
 
 __all__ = [
     "CityShape",

@@ -21,7 +21,7 @@ from hubbase.settings import Settings
 from lienthong.cli_options import broker_option
 from lienthong.cli_options import settings_of as _settings
 from lienthong.deadletter_cli import deadletter
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES
 
 #: Batch linger of a file import (seconds): see ``import_``.
 IMPORT_LINGER_S = 3600.0

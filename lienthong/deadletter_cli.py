@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from lienthong.cli_options import broker_option, settings_of
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES
 
 
 @click.group()

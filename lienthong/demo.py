@@ -21,7 +21,7 @@ import click
 from hubbase.broker import EmbeddedBroker, stop_process
 from hubbase.settings import Settings
 from hubbase.topic_admin import ensure_topics
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES
 
 
 def _wait_http(url: str, timeout: float) -> bool:

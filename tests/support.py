@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hubbase.broker import free_port, stop_process
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Every agency's signing key in tests (two for POLICE: a rotation in progress).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES
 from schemas.wards import city_wards
 from streams.api.flag_pages import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, ORDERS
 from streams.flags import FLAG_TYPES

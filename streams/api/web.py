@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES
 from schemas.wards import city_wards, ward_codes
 from streams.api.flag_pages import PageError, PageRequest, api_flag, page_of
 from streams.api.metrics import CONTENT_TYPE, HubMetrics

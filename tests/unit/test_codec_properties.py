@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.codec import EventCodec
+from schemas.contracts import NEEDS_CORRELATION, SOURCE_OF_EVENT
 from schemas.registry import default_registry
-from schemas.topics import AGENCIES, SOURCE_OF_EVENT
-from schemas.validation import NEEDS_CORRELATION, payload_fields, validate
+from schemas.validation import payload_fields, validate
+from schemas.vocabulary import AGENCIES
 from schemas.wards import ward_codes
 
 CODEC = EventCodec()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from schemas.codec import EventCodec
-from schemas.topics import SOURCE_OF_EVENT, TOPIC_OF_EVENT
+from schemas.contracts import SOURCE_OF_EVENT, TOPIC_OF_EVENT
 from schemas.wards import ward_codes
 from streams.flags import default_rules
 from streams.processor import Processor

@@ -14,8 +14,8 @@ from connectors.csv_import import ImportReport, parse_time, read_events
 from connectors.sdk import prepare
 from connectors.simulator import events_per_day, generate_city, stream_city, write_csv
 from connectors.truth import expected_kpis
+from schemas.contracts import SOURCE_OF_EVENT
 from schemas.pseudonym import Pseudonymiser
-from schemas.topics import SOURCE_OF_EVENT
 from schemas.wards import ward_codes
 
 START = parse_time("2024-06-01T00:00:00+07:00", "start")

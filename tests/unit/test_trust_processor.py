@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from schemas.codec import EventCodec
+from schemas.contracts import TOPIC_OF_EVENT
 from schemas.pseudonym import Pseudonymiser
-from schemas.topics import TOPIC_OF_EVENT
 from schemas.validation import validate
 from streams.processor import Outcome, Processor
 from streams.redaction import DeadLetterRedactor

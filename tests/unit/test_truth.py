@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from connectors.truth import expected_kpis
-from schemas.topics import SOURCE_OF_EVENT
+from schemas.contracts import SOURCE_OF_EVENT
 
 WARD_A = "26506"  # Phường Vũng Tàu
 WARD_B = "26526"  # Phường Tam Thắng
