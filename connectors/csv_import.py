@@ -209,7 +209,7 @@ def import_csv(
     total = count_rows(path)
     with tqdm(total=total, unit="row", desc=f"import {path.name}", disable=not progress) as bar:
         for event in read_events(path, agency, pseudonymiser, report):
-            publisher.publish(event, check=False)
+            publisher.publish(event)
             report.imported += 1
             bar.update(1)
         bar.n = total

@@ -291,7 +291,7 @@ class AgencyPublishers:
         for agency, events, _ in group:
             try:
                 for event in events:
-                    self.publishers[agency].publish(event, check=False)  # validated by event_from_json
+                    self.publishers[agency].publish(event)  # a ValidEvent: checked by event_from_json
             except Exception as exc:  # noqa: BLE001 - settled as this agency's failure below
                 failed.setdefault(agency, exc)
         for agency in {agency for agency, _, _ in group}:

@@ -155,7 +155,7 @@ class OutboxPoller:
                     log.warning("outbox_row_refused", table=self.table, row_id=row_id, field=exc.field,
                                 reason=redact(exc.reason))
                     continue
-                self.publisher.publish(event, check=False)
+                self.publisher.publish(event)
                 sent.append(row_id)
             if sent:
                 self.publisher.flush()  # raises unless every event was acknowledged
