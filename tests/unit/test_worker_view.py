@@ -57,3 +57,15 @@ def test_a_listener_gets_what_the_worker_announces_until_it_leaves():
     listeners.unsubscribe(queue)
     listeners.notify({"kind": "delta"})
     assert queue.qsize() == 1 and len(listeners) == 0
+
+
+def test_the_dashboard_and_its_assets_are_served_from_streams_static():
+    async def fetch() -> list[tuple[int, str]]:
+        async with TestClient(TestServer(build_web_app(stand_in(), HubMetrics(stand_in())))) as client:
+            found = []
+            for path in ("/", "/favicon.ico", "/static/dashboard.js"):
+                response = await client.get(path)
+                found.append((response.status, response.content_type))
+            return found
+
+    assert [status for status, _ in asyncio.run(fetch())] == [200, 200, 200]
