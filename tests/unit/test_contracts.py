@@ -91,3 +91,19 @@ def test_flag_vocabularies_come_from_the_flag_schema_and_agree_with_the_rules():
     assert FLAG_STATUSES == RULE_STATUSES == ("OPEN", "RESOLVED", "WITHDRAWN")
     assert LISTED_FLAG_STATUSES == ("OPEN", "RESOLVED")
     assert FLAG_TYPES == RULE_TYPES
+
+
+def _js_keys(name: str) -> list[str]:
+    """The keys of ``const <name> = {...}`` in the dashboard's script."""
+    script = (Path(__file__).resolve().parents[2] / "streams" / "static" / "dashboard.js").read_text()
+    body = re.search(rf"const {name} = \{{(.*?)\n?\}};", script, re.S)
+    assert body is not None, name
+    return re.findall(r"\b([A-Z][A-Z_]+):", body.group(1))
+
+
+@pytest.mark.parametrize(("name", "vocabulary"), [
+    ("AGENCY_COLORS", AGENCIES), ("AGENCY_LABELS", AGENCIES),
+    ("FLAG_TEXT", FLAG_TYPES), ("FLAG_STATUS_VI", FLAG_STATUSES),
+])
+def test_the_dashboard_labels_every_word_of_the_vocabulary_and_no_other(name: str, vocabulary: tuple[str, ...]):
+    assert sorted(_js_keys(name)) == sorted(vocabulary)
