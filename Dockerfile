@@ -13,6 +13,7 @@ WORKDIR /app
 # Only what the package needs, so a change to tests or docs does not rebuild the install layer.
 COPY pyproject.toml README.md* ./
 COPY lienthong ./lienthong
+COPY hubbase ./hubbase
 COPY schemas ./schemas
 COPY connectors ./connectors
 COPY streams ./streams

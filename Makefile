@@ -23,7 +23,7 @@ test-fast: install ## unit tests only
 	$(PY) -m pytest -q -m "not integration"
 
 lint: install
-	$(VENV)/bin/ruff check lienthong schemas connectors streams bench tests
+	$(VENV)/bin/ruff check lienthong hubbase schemas connectors streams bench tests
 
 typecheck: install
 	$(VENV)/bin/mypy

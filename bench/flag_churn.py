@@ -32,8 +32,8 @@ from typing import Any
 
 from bench.workload import Message, build_events, encode_messages
 from schemas.codec import EventCodec
+from schemas.contracts import TOPIC_OF_EVENT, partition_key
 from schemas.partitioning import partition_for
-from schemas.topics import TOPIC_OF_EVENT, partition_key
 from streams.flags import default_rules
 from streams.flags.rollups import merged_rollups
 from streams.processor import Processor

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lienthong.broker import EmbeddedBroker
-from lienthong.topics import ensure_topics
+from hubbase.broker import EmbeddedBroker
+from hubbase.topic_admin import ensure_topics
 from schemas.wards import ward_codes
 from tests.support import WorkerProcess, get_json, hub_env, run_cli
 

@@ -57,8 +57,8 @@ def august_cards(count: int, first: int, wards: int = 168) -> list[dict[str, Any
 # -- the benchmark: `lienthong bench --onboarding CARDS` -------------------------
 def nudges(per_partition: int, partitions: int, first: int) -> list[dict[str, Any]]:
     """Welfare payments ten days into August, ``per_partition`` on every partition: the next messages."""
+    from schemas.contracts import partition_key
     from schemas.partitioning import partition_for
-    from schemas.topics import partition_key
 
     out: list[dict[str, Any]] = []
     count = dict.fromkeys(range(partitions), 0)
@@ -120,8 +120,8 @@ def run_variant(cards: int, label: str, env: dict[str, str], idle_s: float, say:
 
     from bench.throughput import PARTITIONS, BenchWorker
     from connectors.sdk import Publisher
-    from lienthong.broker import EmbeddedBroker
-    from lienthong.topics import ensure_topics
+    from hubbase.broker import EmbeddedBroker
+    from hubbase.topic_admin import ensure_topics
     from schemas.topics import AGGREGATES, ALERTS
 
     data_dir = Path(tempfile.mkdtemp(prefix="lienthong-onboarding-"))

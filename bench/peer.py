@@ -48,8 +48,8 @@ from bench.throughput import (
     run_workers,
 )
 from bench.workload import BENCH_KEY, build_events
-from lienthong.broker import EmbeddedBroker
-from lienthong.topics import ensure_topics
+from hubbase.broker import EmbeddedBroker
+from hubbase.topic_admin import ensure_topics
 from schemas.signing import generate_keyring_file
 
 #: The peer's input topic (JSON, keyed ``ward|day``); created with explicit retention

@@ -20,7 +20,7 @@ from typing import Any
 from bench.workload import Message, build_events, encode_messages
 from schemas.codec import EventCodec
 from schemas.signing import Keyring, SigningKey
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES
 from streams.processor import Processor
 
 PARTITIONS = 8

@@ -25,8 +25,8 @@ from typing import Any
 from bench.onboarding import DAY_MS, JULY_MS, id_card, largest_records, use_bench_keys
 from bench.throughput import BACKFILL_LINGER_S, PARTITIONS, BenchWorker, bare_consume
 from connectors.sdk import Publisher
-from lienthong.broker import EmbeddedBroker
-from lienthong.topics import ensure_topics
+from hubbase.broker import EmbeddedBroker
+from hubbase.topic_admin import ensure_topics
 from schemas.topics import AGGREGATES, ALERTS
 from schemas.wards import ward_codes
 

@@ -13,12 +13,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import prepare
 from connectors.simulation.city import generate_city
 from schemas.codec import EventCodec
+from schemas.contracts import TOPIC_OF_EVENT, partition_key
 from schemas.partitioning import partition_for
-from schemas.topics import TOPIC_OF_EVENT, partition_key
+from schemas.pseudonym import Pseudonymiser
 
 #: 2024-06-01T00:00:00+07:00, the simulator's usual start.
 START_MS = 1_717_174_800_000

@@ -25,10 +25,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import Publisher, prepare
+from schemas.contracts import SOURCE_OF_EVENT
 from schemas.errors import ContractError
-from schemas.topics import SOURCE_OF_EVENT
+from schemas.pseudonym import Pseudonymiser
 from schemas.validation import Event, payload_fields
 
 #: Namespace of derived event ids (uuid5); fixed forever, or re-imports would double count.
@@ -209,7 +209,7 @@ def import_csv(
     total = count_rows(path)
     with tqdm(total=total, unit="row", desc=f"import {path.name}", disable=not progress) as bar:
         for event in read_events(path, agency, pseudonymiser, report):
-            publisher.publish(event, check=False)
+            publisher.publish(event)
             report.imported += 1
             bar.update(1)
         bar.n = total

@@ -37,15 +37,15 @@ from aiohttp import web
 
 from connectors.csv_import import derive_event_id
 from connectors.json_event import ForbiddenEvent, event_from_json, redact
-from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import Publisher, check_connector_secrets
-from lienthong.logs import get_logger
-from lienthong.settings import MissingSecret, Settings
+from hubbase.logs import get_logger
+from hubbase.settings import MissingSecret, Settings
 from schemas.errors import ContractError
 from schemas.json_source import read_json_source
+from schemas.pseudonym import Pseudonymiser
 from schemas.signing import KeyringError
-from schemas.topics import AGENCIES
 from schemas.validation import Event
+from schemas.vocabulary import AGENCIES
 
 log = get_logger(__name__)
 
@@ -291,7 +291,7 @@ class AgencyPublishers:
         for agency, events, _ in group:
             try:
                 for event in events:
-                    self.publishers[agency].publish(event, check=False)  # validated by event_from_json
+                    self.publishers[agency].publish(event)  # a ValidEvent: checked by event_from_json
             except Exception as exc:  # noqa: BLE001 - settled as this agency's failure below
                 failed.setdefault(agency, exc)
         for agency in {agency for agency, _, _ in group}:
@@ -506,7 +506,7 @@ def run_gateway(settings: Settings, credentials: Path | None) -> None:
     """``lienthong gateway``: serve until SIGTERM/Ctrl-C, then flush and stop."""
     import click
 
-    from lienthong.topics import ensure_topics
+    from hubbase.topic_admin import ensure_topics
 
     source: Path | str | None = credentials or settings.gateway_credentials or None
     if source is None:

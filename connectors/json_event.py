@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.csv_import import parse_time
-from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import prepare
+from schemas.contracts import SOURCE_OF_EVENT
 from schemas.errors import ContractError
 from schemas.personal_ids import mask_text
-from schemas.topics import SOURCE_OF_EVENT
+from schemas.pseudonym import Pseudonymiser
 from schemas.validation import ENVELOPE_FIELDS, Event, payload_fields
 
 

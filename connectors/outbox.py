@@ -27,11 +27,11 @@ from kafka.errors import KafkaError
 from psycopg import sql
 
 from connectors.json_event import event_from_json, redact
-from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import Publisher, check_connector_secrets
-from lienthong.logs import get_logger
-from lienthong.settings import MissingSecret, Settings
+from hubbase.logs import get_logger
+from hubbase.settings import MissingSecret, Settings
 from schemas.errors import ContractError
+from schemas.pseudonym import Pseudonymiser
 
 log = get_logger(__name__)
 
@@ -155,7 +155,7 @@ class OutboxPoller:
                     log.warning("outbox_row_refused", table=self.table, row_id=row_id, field=exc.field,
                                 reason=redact(exc.reason))
                     continue
-                self.publisher.publish(event, check=False)
+                self.publisher.publish(event)
                 sent.append(row_id)
             if sent:
                 self.publisher.flush()  # raises unless every event was acknowledged
@@ -210,7 +210,7 @@ def run_outbox(
     """
     import click
 
-    from lienthong.topics import ensure_topics
+    from hubbase.topic_admin import ensure_topics
 
     try:
         table_identifier(table)

@@ -1,6 +1,7 @@
-"""The one way agency-side code publishes: validate → pseudonymise → encode → produce.
+"""The one way agency-side code publishes: ``Publisher.publish(raw)`` pseudonymises,
+validates, encodes and produces, in that order.
 
-Events are keyed by dossier or citizen (``schemas.topics.partition_key``) so one
+Events are keyed by dossier or citizen (``schemas.contracts.partition_key``) so one
 subject's events keep their order. For throughput, :class:`Publisher` can group
 events bound for the same partition into one ``EventBatch`` message; it computes
 the partition exactly as Kafka's default partitioner would for the event's key,
@@ -16,20 +17,21 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kafka import KafkaProducer
 
-from connectors.pseudonym import Pseudonymiser
-from lienthong.kafka_security import kafka_python_config
-from lienthong.logs import get_logger
-from lienthong.settings import Settings
+from hubbase.kafka_security import kafka_python_config
+from hubbase.logs import get_logger
+from hubbase.settings import Settings
 from schemas.codec import EventCodec
+from schemas.contracts import HEARTBEAT, NOT_ABOUT_A_CITIZEN, TOPIC_OF_EVENT, partition_key
 from schemas.partitioning import partition_for
+from schemas.pseudonym import Pseudonymiser
 from schemas.signing import Keyring
-from schemas.topics import HEARTBEATS, TOPIC_OF_EVENT, partition_key
-from schemas.validation import Event, validate
+from schemas.topics import HEARTBEATS
+from schemas.validation import validate
 
 log = get_logger(__name__)
 
@@ -52,7 +54,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def prepare(raw: dict[str, Any], pseudonymiser: Pseudonymiser | None, *, source: str | None = None) -> Event:
+class ValidEvent(dict[str, Any]):
+    """An event :func:`prepare` made: pseudonymised, with an id, validated.
+
+    :meth:`Publisher.publish` takes one as it is, so a reader that checks records
+    before publishing them (CSV rows, gateway requests, outbox rows: each refused
+    record is reported) does not pay for a second validation. Anything else given
+    to ``publish`` is prepared there.
+    """
+
+
+def prepare(raw: Mapping[str, Any], pseudonymiser: Pseudonymiser | None, *,
+            source: str | None = None) -> ValidEvent:
     """A raw agency record as a valid event: pseudonymised, with an id, validated.
 
     A raw ``citizen_id`` is replaced by its pseudonym here, the only place the raw
@@ -68,10 +81,10 @@ def prepare(raw: dict[str, Any], pseudonymiser: Pseudonymiser | None, *, source:
         event["source"] = source
     event.setdefault("event_id", str(uuid.uuid4()))
     event.setdefault("correlation_id", None)
-    if event.get("event_type") == "ConnectorHeartbeat":
+    if event.get("event_type") in NOT_ABOUT_A_CITIZEN:  # a heartbeat: no ward, no citizen
         event.setdefault("ward_code", "")
         event.setdefault("citizen_ref", "")
-    return validate(event)
+    return ValidEvent(validate(event))
 
 
 class Publisher:
@@ -93,8 +106,11 @@ class Publisher:
         producer: KafkaProducer | None = None,
         linger: float = 0.5,
         keyring: Keyring | None = None,
+        pseudonymiser: Pseudonymiser | None = None,
     ) -> None:
         self.connector = connector
+        #: Replaces a raw ``citizen_id`` by its pseudonym in :meth:`publish`; None: a raw ID is refused.
+        self.pseudonymiser = pseudonymiser
         settings = Settings.from_env()
         #: Signs every message; an empty keyring (verification off) sends unsigned messages.
         self.keyring = keyring if keyring is not None else settings.keyring()
@@ -142,17 +158,22 @@ class Publisher:
             self._partitions[topic] = len(parts)
         return self._partitions[topic]
 
-    def publish(self, event: Event, *, check: bool = True, on_sent: Callable[[], None] | None = None) -> None:
-        """Queue one valid event (see :func:`prepare`)."""
+    def publish(self, raw: Mapping[str, Any], *, on_sent: Callable[[], None] | None = None) -> ValidEvent:
+        """Pseudonymise, validate and queue one record; returns the event as published.
+
+        Raises ``ContractError`` (nothing queued) for a record that breaks its contract.
+        A :class:`ValidEvent` (from :func:`prepare`) is published as it is.
+        """
+        event = raw if isinstance(raw, ValidEvent) else prepare(raw, self.pseudonymiser)
         topic = TOPIC_OF_EVENT[event["event_type"]]
         key = partition_key(event)
-        encoded = self.codec.encode(event, check=check)
+        encoded = self.codec.encode(event, check=False)
         with self._lock:
             self.sent_total += 1
             if self.batch_size == 1:
                 fut = self.producer.send(topic, value=encoded, key=key, headers=self.signed(event["source"], encoded))
                 fut.add_errback(self._errors.append)
-                return
+                return event
             partition = partition_for(key, self.partitions_of(topic))
             where = (topic, partition, event["source"])
             pending = self._pending[where]
@@ -161,6 +182,7 @@ class Publisher:
                 self._send_batch(where)
             if time.monotonic() - self._last_batch_send >= self.linger:
                 self._send_pending()
+        return event
 
     def signed(self, agency: str, value: bytes) -> list[tuple[str, bytes]] | None:
         """The headers proving ``agency`` sent ``value`` (none when no keys are configured)."""
@@ -196,7 +218,7 @@ class Publisher:
             return
         beat = prepare(
             {
-                "event_type": "ConnectorHeartbeat",
+                "event_type": HEARTBEAT,
                 "source": self._heartbeat_source,
                 "occurred_at": now_ms(),
                 "connector": self.connector,

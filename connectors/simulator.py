@@ -26,14 +26,14 @@ import click
 from tqdm import tqdm
 
 from connectors.csv_import import parse_time
-from connectors.pseudonym import Pseudonymiser
-from connectors.sdk import Publisher, prepare
+from connectors.sdk import Publisher
 from connectors.simulation.city import CityShape, RawEvent, generate_city, stream_city
 from connectors.simulation.csv_export import write_csv
-from lienthong.logs import get_logger
-from lienthong.settings import Settings
-from lienthong.topics import ensure_topics
-from schemas.topics import AGENCIES
+from hubbase.logs import get_logger
+from hubbase.settings import Settings
+from hubbase.topic_admin import ensure_topics
+from schemas.pseudonym import Pseudonymiser
+from schemas.vocabulary import AGENCIES
 
 __all__ = [
     "CityShape",
@@ -146,6 +146,7 @@ def run_simulation(
             batch_size=batch_size,
             heartbeat_source=agency,
             heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            pseudonymiser=pseudonymiser,
         )
         for agency in AGENCIES
     }
@@ -165,8 +166,7 @@ def run_simulation(
             tqdm(total=events, unit="ev", desc=f"simulate seed={seed}", disable=not progress, mininterval=0.5) as bar,
         ):
             for record in _paced(records, rate, duration, stop):
-                event = prepare(record, pseudonymiser)
-                publishers[event["source"]].publish(event, check=False)
+                publishers[record["source"]].publish(record)
                 published += 1
                 bar.update(1)
     finally:

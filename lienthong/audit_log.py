@@ -9,7 +9,7 @@ from typing import Any
 import click
 import orjson
 
-from lienthong.settings import Settings
+from hubbase.settings import Settings
 from schemas.topics import AUDIT
 from streams.audit import verify
 
@@ -21,7 +21,7 @@ def read_audit(settings: Settings) -> Iterator[tuple[str, bytes]]:
     """Every audit record as ``(position, value)``, each partition in offset order."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from lienthong.kafka_security import kafka_python_config
+    from hubbase.kafka_security import kafka_python_config
 
     consumer = KafkaConsumer(bootstrap_servers=settings.broker, group_id=None, enable_auto_commit=False,
                              consumer_timeout_ms=READ_IDLE_MS, client_id="lienthong-audit",

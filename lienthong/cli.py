@@ -1,6 +1,6 @@
 """The ``lienthong`` command: every way to run and operate the hub.
 
-Settings come from ``LIENTHONG_*`` variables (see ``lienthong.settings``); flags
+Settings come from ``LIENTHONG_*`` variables (see ``hubbase.settings``); flags
 override them for one run. With no ``LIENTHONG_BROKER``, commands that need a
 broker start the embedded one.
 """
@@ -16,12 +16,12 @@ from pathlib import Path
 import click
 import structlog
 
-from lienthong import logs
+from hubbase import logs
+from hubbase.settings import Settings
 from lienthong.cli_options import broker_option
 from lienthong.cli_options import settings_of as _settings
 from lienthong.deadletter_cli import deadletter
-from lienthong.settings import Settings
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES
 
 #: Batch linger of a file import (seconds): see ``import_``.
 IMPORT_LINGER_S = 3600.0
@@ -29,7 +29,7 @@ IMPORT_LINGER_S = 3600.0
 
 def _refuse_without_secrets(check: Callable[[Settings], object], settings: Settings) -> None:
     """Run a service's secret check; a missing secret is a usage error with its message, not a traceback."""
-    from lienthong.settings import MissingSecret
+    from hubbase.settings import MissingSecret
     from schemas.signing import KeyringError
 
     try:
@@ -63,7 +63,7 @@ def broker(ctx: click.Context, port: int, host: str) -> None:
     Every hub topic is created with LIENTHONG_PARTITIONS partitions before the
     broker's address is printed, so no client can auto-create one first.
     """
-    from lienthong.broker import EmbeddedBroker, free_port
+    from hubbase.broker import EmbeddedBroker, free_port
 
     embedded = EmbeddedBroker(port or free_port(host), host, partitions=_settings(ctx).partitions)
     embedded.start()
@@ -115,9 +115,9 @@ def import_(ctx: click.Context, file: Path, agency: str, batch_size: int, progre
     in; the exit code is 1 if any row was bad. Re-importing a file changes nothing.
     """
     from connectors.csv_import import import_csv
-    from connectors.pseudonym import Pseudonymiser
     from connectors.sdk import Publisher, check_connector_secrets
-    from lienthong.topics import ensure_topics
+    from hubbase.topic_admin import ensure_topics
+    from schemas.pseudonym import Pseudonymiser
 
     settings = _settings(ctx)
     if not settings.broker:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from lienthong.settings import Settings
+from hubbase.settings import Settings
 
 
 def settings_of(ctx: click.Context) -> Settings:

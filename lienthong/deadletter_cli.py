@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from lienthong.cli_options import broker_option, settings_of
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES
 
 
 @click.group()
@@ -152,8 +152,8 @@ def deadletter_replay(ctx: click.Context, letter_ids: tuple[str, ...], agency: s
     headers. An event keeps its event_id, so replaying twice counts it once. Exit
     code 1 if anything could not be replayed (each one is reported).
     """
-    from connectors.pseudonym import Pseudonymiser
     from lienthong.deadletters import corrected_lines, parse_id, read_all, replay
+    from schemas.pseudonym import Pseudonymiser
 
     selection = _selection(agency, reason, field_, since, until)
     if not (letter_ids or file_ or all_ or not selection.empty):

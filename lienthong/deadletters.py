@@ -26,13 +26,14 @@ from typing import Any
 
 from connectors.csv_import import parse_time
 from connectors.json_event import event_from_json, redact
-from connectors.pseudonym import Pseudonymiser
-from lienthong.kafka_security import kafka_python_config
+from hubbase.kafka_security import kafka_python_config
 from schemas.codec import EventCodec
+from schemas.contracts import SOURCE_OF_EVENT, TOPIC_OF_EVENT, partition_key
 from schemas.errors import ContractError
 from schemas.partitioning import partition_for
+from schemas.pseudonym import Pseudonymiser
 from schemas.signing import Keyring
-from schemas.topics import DEADLETTER, SOURCE_OF_EVENT, TOPIC_OF_EVENT, partition_key
+from schemas.topics import DEADLETTER
 from schemas.validation import payload_fields
 from streams.clock import iso_utc
 

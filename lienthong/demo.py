@@ -18,10 +18,10 @@ from pathlib import Path
 
 import click
 
-from lienthong.broker import EmbeddedBroker, stop_process
-from lienthong.settings import Settings
-from lienthong.topics import ensure_topics
-from schemas.topics import AGENCIES
+from hubbase.broker import EmbeddedBroker, stop_process
+from hubbase.settings import Settings
+from hubbase.topic_admin import ensure_topics
+from schemas.vocabulary import AGENCIES
 
 
 def _wait_http(url: str, timeout: float) -> bool:

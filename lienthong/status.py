@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from lienthong.settings import Settings
-from lienthong.topics import mismatch_message, partition_mismatches, topic_partitions
+from hubbase.settings import Settings
+from hubbase.topic_admin import mismatch_message, partition_mismatches, topic_partitions
 from schemas.topics import ALL_TOPICS
 
 HTTP_TIMEOUT_S = 5.0

@@ -12,16 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from schemas.contracts import SOURCE_OF_EVENT, TOPIC_OF_EVENT
 from schemas.registry import SchemaRegistry, SchemaVersion, default_registry
-from schemas.topics import (
-    AGGREGATES,
-    ALERTS,
-    AUDIT,
-    DEADLETTER,
-    EVENT_TOPICS,
-    SOURCE_OF_EVENT,
-    TOPIC_OF_EVENT,
-)
+from schemas.topics import AGGREGATES, ALERTS, AUDIT, DEADLETTER, EVENT_TOPICS
 
 ASYNCAPI_VERSION = "3.0.0"
 AVRO_FORMAT = "application/vnd.apache.avro+json;version=1.9.0"

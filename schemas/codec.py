@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -26,6 +27,26 @@ from schemas.validation import ENVELOPE_FIELDS, Event, validate
 
 MARKER = b"\xc3\x01"
 HEADER_LEN = 10
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Bytes the hub will not take, and why: a whole message, or one item of a batch."""
+
+    value: bytes
+    error: ContractError
+    #: The item's index in its batch; None: the whole message was refused.
+    batch_index: int | None = None
+
+
+@dataclass
+class Decoded:
+    """A Kafka message value under the per-item policy (:meth:`EventCodec.decode_each`)."""
+
+    events: list[Event] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    #: Each valid event's index in its batch; None: the message was not a batch.
+    indexes: list[int] | None = None
 
 
 class EventCodec:
@@ -168,22 +189,50 @@ class EventCodec:
             raise ContractError("message", "is a batch; use decode_message")
         return self.event_of(sv, record)
 
-    def decode_message(self, data: bytes) -> list[Event]:
-        """All events in a Kafka message value: one event or an ``EventBatch``.
+    def decode_each(self, data: bytes, check: Callable[[Event], Event] | None = None) -> Decoded:
+        """The hub's one decoding policy: a batch's items stand or fall one by one.
 
-        A batch is all-or-nothing on purpose: it is one message with one offset,
-        so it is dead-lettered whole and can be re-sent whole.
+        A message that is not readable as a whole (framing, fingerprint, body) is
+        refused whole: there is nothing to take from it. A single event is taken
+        or refused. In an ``EventBatch``, each item is decoded and ``check``-ed
+        (say, validated) on its own: the valid ones are taken, each bad one is
+        refused with its index, so one bad record never holds back its batch. The
+        worker dead-letters exactly what is refused here (``streams.processor``).
         """
-        sv, record = self.decode_record(data)
+        try:
+            sv, record = self.decode_record(data)
+        except ContractError as exc:
+            return Decoded(refused=[Refused(data, exc)])
         if sv.name != "EventBatch":
-            return [self.event_of(sv, record)]
-        events = []
+            try:
+                event = self.event_of(sv, record)
+                return Decoded(events=[check(event) if check is not None else event])
+            except ContractError as exc:
+                return Decoded(refused=[Refused(data, exc)])
+        indexes: list[int] = []
+        decoded = Decoded(indexes=indexes)
+        events, refused = decoded.events, decoded.refused
+        decode_item = self.decode_item
         for index, item in enumerate(record["events"]):
             try:
-                events.append(self.decode(item))
+                event = decode_item(item)
+                events.append(check(event) if check is not None else event)
+                indexes.append(index)
             except ContractError as exc:
-                raise ContractError(f"events[{index}].{exc.field}", exc.reason, exc.event_type) from None
-        return events
+                refused.append(Refused(item, exc, index))
+        return decoded
+
+    def decode_message(self, data: bytes) -> list[Event]:
+        """All events of a message that must be whole (a reader's check): :meth:`decode_each`,
+        raising the first refusal, an item's field named ``events[<index>].<field>``."""
+        decoded = self.decode_each(data)
+        if decoded.refused:
+            first = decoded.refused[0]
+            exc = first.error
+            if first.batch_index is None:
+                raise exc
+            raise ContractError(f"events[{first.batch_index}].{exc.field}", exc.reason, exc.event_type) from None
+        return decoded.events
 
     def event_of(self, sv: SchemaVersion, record: dict[str, Any]) -> Event:
         """A decoded record of an event schema as a flat event (envelope merged, ``event_type`` set)."""

@@ -18,7 +18,8 @@ ID_SHAPE = re.compile(r"(?<![0-9])[0-9]{12}(?![0-9])")
 _NOT_AN_ID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32,}"
 _SCAN = re.compile(rf"(?P<keep>{_NOT_AN_ID})|{ID_SHAPE.pattern}")
 _SCAN_BYTES = re.compile(_SCAN.pattern.encode())
-_EXACT_ID = re.compile(r"^[0-9]{12}$")
+#: A whole value that is a personal ID number: 12 ASCII digits (``\d`` would accept other scripts' digits).
+ID_NUMBER = re.compile(r"^[0-9]{12}$")
 MASK = "[REDACTED-ID]"
 #: Same length as an ID, so masking raw bytes keeps every Avro length prefix true.
 BYTES_MASK = b"#" * 12
@@ -69,7 +70,7 @@ def redact_value(value: Any, pseudonym: Callable[[str], str] | None) -> tuple[An
     if isinstance(value, str):
         if not has_id(value):
             return value, 0
-        if pseudonym is not None and _EXACT_ID.match(value):
+        if pseudonym is not None and ID_NUMBER.match(value):
             return pseudonym(value), 1
         return mask_text_counted(value)
     if isinstance(value, dict):

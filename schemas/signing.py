@@ -35,7 +35,7 @@ from pathlib import Path
 
 from schemas.errors import ContractError
 from schemas.json_source import read_json_source
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES
 
 AGENCY_HEADER = "lienthong.agency"
 KEY_ID_HEADER = "lienthong.key_id"

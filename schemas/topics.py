@@ -1,4 +1,8 @@
-"""Which topic each event family travels on: the contract agencies publish against."""
+"""The hub's topic names and their settings: only names, nothing that talks to a broker.
+
+Which event type travels on which topic is declared in :mod:`schemas.contracts`;
+creating and checking topics on a broker is :mod:`hubbase.topic_admin`.
+"""
 
 from __future__ import annotations
 
@@ -16,47 +20,8 @@ AGGREGATES = "lienthong.aggregates"
 #: Hash-chained record of every accepted message (``streams.audit``); never compacted.
 AUDIT = "lienthong.audit"
 
-TOPIC_OF_EVENT: dict[str, str] = {
-    "IdCardIssued": IDENTITY,
-    "EIdActivated": IDENTITY,
-    "ResidenceRegistered": RESIDENCE,
-    "ResidenceDeregistered": RESIDENCE,
-    "HealthInsuranceSynced": INSURANCE,
-    "HealthInsuranceCardIssued": INSURANCE,
-    "MedicalCheckIn": HEALTH,
-    "BirthRegistered": CIVIL_STATUS,
-    "DeathRegistered": CIVIL_STATUS,
-    "JudicialRecordIssued": CIVIL_STATUS,
-    "ProcedureSubmitted": PROCEDURES,
-    "ProcedureCompleted": PROCEDURES,
-    "WelfarePaid": WELFARE,
-    "FuneralAllowanceGranted": WELFARE,
-    "ConnectorHeartbeat": HEARTBEATS,
-}
-
-#: Agencies that may publish each event type (ConnectorHeartbeat: any agency).
-SOURCE_OF_EVENT: dict[str, str | None] = {
-    "IdCardIssued": "POLICE",
-    "EIdActivated": "POLICE",
-    "ResidenceRegistered": "POLICE",
-    "ResidenceDeregistered": "POLICE",
-    "HealthInsuranceSynced": "SOCIAL_INSURANCE",
-    "HealthInsuranceCardIssued": "SOCIAL_INSURANCE",
-    "MedicalCheckIn": "HEALTH",
-    "BirthRegistered": "JUSTICE",
-    "DeathRegistered": "JUSTICE",
-    "JudicialRecordIssued": "JUSTICE",
-    "ProcedureSubmitted": "PORTAL",
-    "ProcedureCompleted": "PORTAL",
-    "WelfarePaid": "LABOUR",
-    "FuneralAllowanceGranted": "LABOUR",
-    "ConnectorHeartbeat": None,
-}
-
-AGENCIES = ("POLICE", "SOCIAL_INSURANCE", "HEALTH", "JUSTICE", "PORTAL", "LABOUR")
-
 #: Topics a worker consumes; all share one partition count (co-partitioned).
-EVENT_TOPICS: tuple[str, ...] = tuple(dict.fromkeys(TOPIC_OF_EVENT.values()))
+EVENT_TOPICS: tuple[str, ...] = (IDENTITY, RESIDENCE, INSURANCE, HEALTH, CIVIL_STATUS, PROCEDURES, WELFARE, HEARTBEATS)
 
 ALL_TOPICS: tuple[str, ...] = EVENT_TOPICS + (DEADLETTER, ALERTS, AGGREGATES, AUDIT)
 
@@ -76,21 +41,3 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     ROLLUP_PARTIALS: {"cleanup.policy": "compact"},
 }
 
-
-def events_of_agency(agency: str) -> list[str]:
-    return [t for t, src in SOURCE_OF_EVENT.items() if src in (agency, None)]
-
-
-def partition_key(event: dict[str, object]) -> bytes:
-    """The Kafka key of an event: its dossier when it has one, else its citizen.
-
-    Every topic has the same partition count, so one dossier's steps (birth →
-    residence → insurance card) and one citizen's events (ID card → insurance
-    sync → hospital check-in) share a partition number across topics, and one
-    worker sees all of them, in order.
-    """
-    if event.get("correlation_id"):
-        return str(event["correlation_id"]).encode()
-    if event.get("citizen_ref"):
-        return str(event["citizen_ref"]).encode()
-    return str(event.get("connector") or event.get("source") or "").encode()

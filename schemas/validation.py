@@ -11,10 +11,11 @@ import uuid
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from schemas.contracts import NEEDS_CORRELATION, NOT_ABOUT_A_CITIZEN, SOURCE_OF_EVENT
 from schemas.errors import ContractError
 from schemas.personal_ids import has_id
 from schemas.registry import SchemaRegistry, default_registry
-from schemas.topics import SOURCE_OF_EVENT
+from schemas.vocabulary import AGENCIES
 from schemas.wards import ward_codes
 
 Event = dict[str, Any]
@@ -31,11 +32,7 @@ _PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
 #: The canonical UUID text, which ``uuid.UUID`` always accepts: checked by one
 #: regex match; any other spelling still goes through ``uuid.UUID``.
 _CANONICAL_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_AGENCIES = frozenset(("POLICE", "SOCIAL_INSURANCE", "HEALTH", "JUSTICE", "PORTAL", "LABOUR"))
-#: Chain starters and dossier steps cannot be joined without a dossier id.
-NEEDS_CORRELATION = frozenset(
-    {"BirthRegistered", "DeathRegistered", "ProcedureSubmitted", "ProcedureCompleted"}
-)
+_AGENCIES = frozenset(AGENCIES)
 #: 2000-01-01 .. 2100-01-01 in epoch ms: anything outside is a unit mistake.
 _MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000
 #: A free-text field may not carry a personal ID number: it would enter a topic in clear.
@@ -125,7 +122,7 @@ def validate(event: Event, registry: SchemaRegistry | None = None) -> Event:
     occurred_at = event.get("occurred_at")
     if type(occurred_at) is not int or not _MIN_MS <= occurred_at < _MAX_MS:  # the common case in one test
         _check_time(event_type, "occurred_at", occurred_at)
-    heartbeat = event_type == "ConnectorHeartbeat"
+    heartbeat = event_type in NOT_ABOUT_A_CITIZEN  # a connector's heartbeat: no ward, no citizen
     ward = event.get("ward_code")
     if ward not in _WARDS and not (heartbeat and ward == ""):
         raise ContractError("ward_code", f"{ward!r} is not a ward of Ho Chi Minh City", event_type)

@@ -15,36 +15,34 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Awaitable
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import faust
-import orjson
-from faust.transport.drivers.aiokafka import Producer as FaustAIOKafkaProducer
 from faust.types import TP
 
-from lienthong.kafka_security import aiokafka_config, faust_credentials
-from lienthong.logs import get_logger
-from lienthong.settings import Settings
+from hubbase.kafka_security import faust_credentials
+from hubbase.logs import get_logger
+from hubbase.settings import Settings
 from schemas.codec import EventCodec
-from schemas.partitioning import kafka_partitioner, partition_for
-from schemas.topics import AGGREGATES, ALERTS, AUDIT, DEADLETTER, EVENT_TOPICS, ROLLUP_PARTIALS
+from schemas.partitioning import kafka_partitioner
+from schemas.topics import EVENT_TOPICS, ROLLUP_PARTIALS
 from streams import audit, faults, faust_fixes, parts, rollup_merge
+from streams.api.live import Listeners
+from streams.api.metrics import HubMetrics
 from streams.exits import EXIT_CRASHED, exit_now
 from streams.flags import default_rules
 from streams.health import Health, Problem, crash_of
-from streams.metrics import HubMetrics
-from streams.processor import Outcome, Processor, dead_letter_of_record
+from streams.output import Output
+from streams.processor import Outcome, Processor
 from streams.silence import SilenceMonitor, owns_publisher_partition
 from streams.sla import resolve_sla, sla_ms
+from streams.snapshots import Snapshots
 from streams.state import Delta, PartitionState, delta_key, partition_of_delta_key
 from streams.view import CityView, snapshot_of
 
 log = get_logger(__name__)
-
-#: Header naming the worker that published a snapshot (it skips its own on read).
-WORKER_HEADER = "lienthong.worker"
 
 #: RocksDB options of the delta table, per partition database (bytes). Deltas are
 #: written once and read only when a partition is folded, so small buffers do.
@@ -57,9 +55,6 @@ ROCKSDB_OPTIONS: dict[str, int] = {
 
 #: Messages the agent's stream may prefetch (Faust's back pressure).
 STREAM_BUFFER_MESSAGES = 64
-
-#: Snapshot publishing gets at most about 1/SNAPSHOT_COST_FACTOR of the worker's time.
-SNAPSHOT_COST_FACTOR = 20.0
 
 
 class Hub:
@@ -82,12 +77,7 @@ class Hub:
         self.view = CityView()
         self.view.local = self.processor.states
         self.view.live_flags.append(self.silence.flags)
-        self.listeners: list[asyncio.Queue[dict[str, Any]]] = []
-        self.published_versions: dict[int, int] = {}
-        #: Publishing snapshots is O(state), and in a backfill every partition
-        #: changes every interval: after a publish that took T seconds, the next
-        #: waits at least SNAPSHOT_COST_FACTOR × T, so it stays a small share of work.
-        self._next_snapshot_at = 0.0
+        self.listeners = Listeners()
         self.started_at = time.time()
         self.stats: dict[str, Any] = {"messages": 0, "skipped": 0, "first_message_at": None, "last_message_at": None,
                                       "first_message_cpu_s": None, "last_message_cpu_s": None}
@@ -103,6 +93,26 @@ class Hub:
             for library in ("faust", "aiokafka"):
                 logging.getLogger(library).setLevel(logging.INFO)
         self.app = self._build_app()
+        self.output = Output(self.app, self.codec, settings.partitions)
+        self.snapshots = Snapshots(self.output, self.processor.states, self.view, self.worker_name, bootstrap,
+                                   settings.partitions, settings.max_record_bytes)
+
+    # -- what the API and metrics may read (streams.api.worker_view.WorkerView) --
+    @property
+    def partitions_owned(self) -> Collection[int]:
+        return self.processor.states.keys()
+
+    @property
+    def verifies_signatures(self) -> bool:
+        return self.processor.keyring is not None
+
+    @property
+    def silence_periods(self) -> list[dict[str, Any]]:
+        return self.silence.periods
+
+    @property
+    def consumer(self) -> Any:
+        return self.app.consumer
 
     # -- construction ---------------------------------------------------------
     def _build_app(self) -> faust.App:
@@ -192,7 +202,7 @@ class Hub:
 
         @app.timer(interval=s.snapshot_interval, name="lienthong.publish-snapshots")
         async def publish_snapshots() -> None:
-            await hub.publish_snapshots()
+            await hub.snapshots.publish()
 
         @app.timer(interval=1.0, name="lienthong.idle-sources")
         async def watch_idle_sources() -> None:
@@ -211,7 +221,7 @@ class Hub:
 
         @app.task
         async def read_snapshots() -> None:
-            await hub.read_snapshots()
+            await hub.snapshots.read()
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust calls receivers positionally
         async def on_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
@@ -300,19 +310,19 @@ class Hub:
                 if (b'"a":[' in existing or b'"d":[' in existing or b'"audit:' in existing
                         or b'"partials":{' in existing):
                     delta = Delta.decode(existing)
-                    await self.publish_audit(audit.record_of_delta(delta))
-                    await self.announce_again(delta, message.key)
+                    await self.output.publish_audit(audit.record_of_delta(delta))
+                    await self.output.announce_again(delta, message.key)
             return outcome
         assert outcome.delta is not None
         self.write_delta(key, outcome.delta.encode())
         fault = self.fault
         if fault is not None and fault.kind in faults.PER_MESSAGE and stats["messages"] == fault.at_message:
             await self._inject_fault()
-        await self.publish_audit(outcome.audit)
+        await self.output.publish_audit(outcome.audit)
         for dead in outcome.dead_letters:
-            await self.produce(DEADLETTER, message.key, dead.value, dead.headers())
-        await self.publish_partials(outcome.delta.put.get("partials"))
-        await self.publish_flags(outcome.flag_changes)
+            await self.output.dead_letter(message.key, dead.value, dead.headers())
+        await self.output.publish_partials(outcome.delta.put.get("partials"))
+        await self.output.publish_flags(outcome.flag_changes)
         self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
                      "accepted": dict(outcome.accepted)})
         return outcome
@@ -341,17 +351,6 @@ class Hub:
         pieces = [(parts.part_key(key, i), self.deltas.get(parts.part_key(key, i))) for i in range(count)]
         return parts.assemble((k, v) for k, v in pieces if v is not None).get(key)
 
-    async def announce_again(self, delta: Delta, key: bytes | None) -> None:
-        """Re-send the dead letters and flags a skipped replay's delta recorded (at-least-once)."""
-        for record in delta.dead:
-            value, headers = dead_letter_of_record(record)
-            await self.produce(DEADLETTER, key, value, headers)
-        await self.publish_flags(delta.alerts)
-        await self.publish_partials(delta.put.get("partials"))
-        if delta.dead or delta.alerts:
-            log.info("side_effects_announced_again", topic=delta.topic, offset=delta.offset,
-                     flags=len(delta.alerts), dead_letters=len(delta.dead))
-
     async def _inject_fault(self) -> None:
         """Break the worker here, as ``LIENTHONG_FAULT`` asks (tests only; see streams.faults)."""
         assert self.fault is not None
@@ -360,7 +359,7 @@ class Hub:
         if self.fault.kind == "stall":
             await asyncio.sleep(3600)  # an agent stuck on one message
             return
-        await self.app.producer.flush()  # the delta is in the changelog now
+        await self.output.flush()  # the delta is in the changelog now
         log.warning("fault_injected", fault=self.fault.kind, message=self.fault.at_message)
         os._exit(1)
 
@@ -370,10 +369,10 @@ class Hub:
         Not an ``app.task``: Faust starts those only after the first table
         recovery has completed, and a worker stuck in it would not answer at all.
         """
-        from streams.web import start_web
+        from streams.api.web import start_web
 
         s = self.settings
-        self.web_runner = await start_web(self, s.web_host, s.web_port)
+        self.web_runner = await start_web(self, self.metrics, s.web_host, s.web_port)
         log.info("web_listening", url=f"http://{s.web_host}:{s.web_port}/")
 
     async def problems(self) -> list[Problem]:
@@ -397,76 +396,12 @@ class Hub:
                 idle.setdefault(partition, set()).add(topic)
         self.idle = {partition: frozenset(topics) for partition, topics in idle.items()}
 
-    async def produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        headers: list[tuple[str, bytes]] | None = None,
-        partition: int | None = None,
-    ) -> Awaitable[Any]:
-        """Hand a side effect (alert, dead letter, snapshot) to the Kafka producer.
-
-        Straight to Faust's producer rather than through ``Topic.send``: the topic
-        wrapper adds futures, callbacks and sensors per message that cost more than
-        the send itself (a fifth of the worker in a backfill with many flags). The
-        send is awaited until the client has queued it, and Faust flushes the
-        producer before it commits source offsets, so a committed message's side
-        effects are on the broker. Not ``send_soon`` either: see
-        ``docs/exactly-once.md`` §5a. Returns the broker's acknowledgement, for a
-        caller that must not queue the next message before this one is sent.
-
-        Faust's ``Producer.send`` is itself a thin wrapper (a signal per message)
-        around aiokafka's, so the client's own producer is used; and a keyed
-        message is given its partition here (Kafka's default partitioner, in C),
-        which spares aiokafka building the topic's partition lists per message.
-        Together about a third of an alert's cost.
-        """
-        # the aiokafka client that Faust flushes before it commits offsets
-        producer = cast(FaustAIOKafkaProducer, self.app.producer)._ensure_producer()
-        if partition is None and key is not None:
-            partition = partition_for(key, len(await producer.partitions_for(topic)))
-        return await producer.send(topic, value, key=key, partition=partition, headers=headers)
-
-    async def publish_audit(self, record: audit.AuditRecord | None) -> None:
-        """An accepted message's audit record onto ``lienthong.audit``, in its chain's partition.
-
-        Sent again, identical, when a replayed message turns out to be applied
-        already: the first send may have been lost in the crash; the verifier
-        reads the second as a duplicate.
-        """
-        if record is not None:
-            await self.produce(AUDIT, record["chain"].encode(), audit.encode(record),
-                               partition=record["partition"] % self.settings.partitions)
-
-    async def publish_flags(self, flags: list[dict[str, Any]]) -> None:
-        """Flags as they open, resolve or are withdrawn, onto ``lienthong.alerts``, keyed by flag id.
-
-        One ``send`` per flag, each appended to the producer's open batch for its
-        partition. (Measured and not kept: aiokafka's ``send_batch``, one batch per
-        partition per message, waits for the previous batch of each partition to
-        drain, which cost more than the per-message sends it saved.)
-        """
-        encode = self.codec.encode_record
-        for flag in flags:
-            await self.produce(ALERTS, flag["flag_id"].encode(), encode("Flag", flag))
-
-    async def publish_partials(self, partials: dict[str, Any] | None) -> None:
-        """A delta's roll-up partials onto ``lienthong.rollup-partials``, for the merge stage.
-
-        Sent again, identical, when a replayed message turns out to be applied
-        already: a partial is an absolute value, so the merge reads it twice as once.
-        """
-        if partials:
-            for key, value, partition in rollup_merge.partial_messages(partials, self.settings.partitions):
-                await self.produce(ROLLUP_PARTIALS, key, value, partition=partition)
-
     async def merge_partial(self, value: bytes) -> None:
         """The merge agent's step: keep the partial, announce the ward × day's flag if its status moved."""
         group, updated, announce = rollup_merge.merge(value, self.merged.get)
         if updated is not None:
             self.merged[group] = updated
-        await self.publish_flags(announce)
+        await self.output.publish_flags(announce)
         if announce:
             self.notify({"kind": "rollup", "flags": announce})
 
@@ -477,7 +412,7 @@ class Hub:
                 # the new owner's snapshots replace it; until then the view keeps ours
                 self.view.accept_snapshot(snapshot_of(state, self.worker_name))
             self.processor.drop(partition)
-            self.published_versions.pop(partition, None)
+            self.snapshots.forget(partition)
         log.info("partitions_revoked", partitions=sorted({tp.partition for tp in revoked}))
 
     async def check_silence(self) -> None:
@@ -486,88 +421,12 @@ class Hub:
         if not changes:
             return
         if owns_publisher_partition(self.app.consumer.assignment()):
-            await self.publish_flags(changes)
+            await self.output.publish_flags(changes)
         self.notify({"kind": "silence", "flags": changes})
-
-    # -- snapshots for dashboards and the replicated view ----------------------
-    async def publish_snapshots(self) -> None:
-        if time.monotonic() < self._next_snapshot_at:
-            return
-        busy = await self._publish_snapshots()
-        self._next_snapshot_at = time.monotonic() + SNAPSHOT_COST_FACTOR * busy
-
-    async def _publish_snapshots(self) -> float:
-        """Publish every partition that moved on; returns the seconds spent building them.
-
-        Only building counts towards the cost (the agent runs while a send is
-        awaited). One partition's snapshot (several MB late in a backfill) is in
-        flight at a time: queuing all of them at once was the worker's peak memory.
-        """
-        busy = 0.0
-        for partition, state in list(self.processor.states.items()):
-            if self.published_versions.get(partition) == state.version:
-                continue
-            # the version this snapshot shows: the agent may apply more while the send is awaited
-            version = state.version
-            started = time.monotonic()
-            value = orjson.dumps(snapshot_of(state, self.worker_name))
-            busy += time.monotonic() - started
-            # larger than a record may be: in parts, in order on one partition (streams.parts)
-            for piece in parts.split(value, self.settings.max_record_bytes):
-                sent = await self.produce(
-                    AGGREGATES,
-                    str(partition).encode(),
-                    piece,
-                    [(WORKER_HEADER, self.worker_name.encode())],
-                    partition=partition % self.settings.partitions,
-                )
-            del value
-            try:
-                await sent
-            except Exception as exc:  # noqa: BLE001 - a snapshot is retried next interval; never kill the worker
-                log.warning("snapshot_not_sent", partition=partition, error=repr(exc))
-                continue
-            self.published_versions[partition] = version
-        return busy
-
-    async def read_snapshots(self) -> None:
-        from aiokafka import AIOKafkaConsumer
-
-        consumer = AIOKafkaConsumer(
-            AGGREGATES,
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-            **aiokafka_config(),
-        )
-        await consumer.start()
-        try:
-            own = self.worker_name.encode()
-            assembler = parts.Assembler()
-            async for record in consumer:
-                headers = record.headers or ()
-                if (WORKER_HEADER, own) in headers:
-                    continue  # this worker's own partitions are live here (on_revoked keeps the last)
-                writer = next((v for k, v in headers if k == WORKER_HEADER), b"")
-                whole = assembler.add(f"{writer!r}|{record.key!r}", record.value or b"")
-                if whole is None:
-                    continue  # a part of a snapshot whose other parts are still to come
-                try:
-                    snapshot = orjson.loads(whole)
-                except ValueError:
-                    continue
-                self.view.accept_snapshot(snapshot)
-        finally:
-            await consumer.stop()
 
     # -- live listeners (server-sent events) ----------------------------------
     def notify(self, message: dict[str, Any]) -> None:
-        for queue in list(self.listeners):
-            if queue.qsize() < 1000:
-                queue.put_nowait(message)
+        self.listeners.notify(message)
 
 
 def reset_local_store(data_dir: Path) -> None:
@@ -587,7 +446,7 @@ def reset_local_store(data_dir: Path) -> None:
 
 def build_processor(settings: Settings, codec: EventCodec) -> Processor:
     """The worker's processor: signatures verified unless turned off, dead letters cleaned with the pseudonym key."""
-    from connectors.pseudonym import Pseudonymiser
+    from schemas.pseudonym import Pseudonymiser
     from streams.redaction import DeadLetterRedactor
 
     keyring = settings.keyring() if settings.verify_signatures else None

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, NoReturn
 
-from lienthong.logs import get_logger
+from hubbase.logs import get_logger
 
 log = get_logger(__name__)
 

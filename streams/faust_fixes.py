@@ -80,8 +80,8 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
 
-from lienthong.kafka_security import aiokafka_config
-from lienthong.logs import get_logger
+from hubbase.kafka_security import aiokafka_config
+from hubbase.logs import get_logger
 
 log = get_logger(__name__)
 

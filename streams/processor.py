@@ -262,25 +262,13 @@ class Processor:
     def decode_indexed(
         self, value: bytes, where: SourcePosition, agency: str | None = None
     ) -> tuple[list[Event], list[DeadLetter], list[int] | None]:
-        """As :meth:`decode`, with each valid event's index in its batch (None: not a batch)."""
-        try:
-            sv, record = self.codec.decode_record(value)
-        except ContractError as exc:
-            return [], [DeadLetter(value, exc, where)], None
-        if sv.name != "EventBatch":
-            try:
-                return [_signed_by(validate(self.codec.event_of(sv, record)), agency)], [], None
-            except ContractError as exc:
-                return [], [DeadLetter(value, exc, where)], None
-        events, dead, indexes = [], [], []
-        decode_item = self.codec.decode_item
-        for index, item in enumerate(record["events"]):
-            try:
-                events.append(_signed_by(validate(decode_item(item)), agency))
-                indexes.append(index)
-            except ContractError as exc:
-                dead.append(DeadLetter(item, exc, where, batch_index=index))
-        return events, dead, indexes
+        """As :meth:`decode`, with each valid event's index in its batch (None: not a batch).
+
+        The policy is the codec's (:meth:`schemas.codec.EventCodec.decode_each`): per item.
+        """
+        decoded = self.codec.decode_each(value, lambda event: _signed_by(validate(event), agency))
+        dead = [DeadLetter(r.value, r.error, where, batch_index=r.batch_index) for r in decoded.refused]
+        return decoded.events, dead, decoded.indexes
 
     def verified_decode(
         self, value: bytes, where: SourcePosition, headers: Headers | None

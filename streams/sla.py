@@ -1,7 +1,7 @@
 """Service levels the flag rules measure against: defaults, and operator overrides.
 
 Every SLA is in hours so one unit fits all, and each can be overridden with
-``LIENTHONG_SLA_<NAME>`` (read by :mod:`lienthong.settings`). The defaults are the
+``LIENTHONG_SLA_<NAME>`` (read by :mod:`hubbase.settings`). The defaults are the
 city's practice rounded up to whole days with room for hand-offs between
 agencies; ``docs/flags.md`` says where each comes from.
 """

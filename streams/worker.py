@@ -18,10 +18,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from lienthong.broker import EmbeddedBroker
-from lienthong.logs import get_logger
-from lienthong.settings import MissingSecret, Settings
-from lienthong.topics import ensure_topics, mismatch_message, partition_mismatches, topic_partitions
+from hubbase.broker import EmbeddedBroker
+from hubbase.logs import get_logger
+from hubbase.settings import MissingSecret, Settings
+from hubbase.topic_admin import (
+    ensure_topics,
+    mismatch_message,
+    partition_mismatches,
+    topic_partitions,
+)
 from schemas.topics import HUB_TOPICS
 from streams.app import Hub
 from streams.exits import EXIT_CRASHED, EXIT_TOPICS, exit_now

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lienthong.broker import EmbeddedBroker
+from hubbase.broker import EmbeddedBroker
 from tests.registry_stand_in import stand_in  # noqa: F401  (a fixture for every test)
 from tests.support import WorkerProcess, shared_secrets_env
 

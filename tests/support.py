@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lienthong.broker import free_port, stop_process
-from schemas.topics import AGENCIES
+from hubbase.broker import free_port, stop_process
+from schemas.vocabulary import AGENCIES
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Every agency's signing key in tests (two for POLICE: a rotation in progress).

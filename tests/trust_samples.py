@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from schemas.codec import EventCodec
+from schemas.contracts import SOURCE_OF_EVENT
 from schemas.errors import ContractError
 from schemas.personal_ids import has_id, ids_in_bytes
 from schemas.registry import default_registry
 from schemas.signing import Keyring, parse_keyring
-from schemas.topics import SOURCE_OF_EVENT
 from schemas.wards import ward_codes
 from tests.support import TEST_SIGNING_KEYS
 

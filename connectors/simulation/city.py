@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.topics import SOURCE_OF_EVENT
+from schemas.contracts import SOURCE_OF_EVENT
 from schemas.wards import city_wards
 
 RawEvent = dict[str, Any]

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from schemas.topics import AGENCIES, SOURCE_OF_EVENT
+from schemas.contracts import SOURCE_OF_EVENT
 from schemas.validation import payload_fields
+from schemas.vocabulary import AGENCIES
 
 ENVELOPE_COLUMNS = (
     "event_type",

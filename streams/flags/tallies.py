@@ -21,8 +21,8 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
+from schemas.contracts import SOURCE_OF_EVENT, TOPIC_OF_EVENT
 from schemas.errors import ContractError
-from schemas.topics import SOURCE_OF_EVENT, TOPIC_OF_EVENT
 from streams.clock import CITY_TZ, local_day
 from streams.flags.deadlines import Deadlines
 from streams.flags.records import EVIDENCE_CAP, flag_id, make_flag, reconcile

@@ -19,8 +19,9 @@ import pytest
 from bench.onboarding import AUGUST_MS, DAY_MS, july_cards
 from connectors.sdk import Publisher
 from schemas.codec import EventCodec
+from schemas.contracts import partition_key
 from schemas.partitioning import partition_for
-from schemas.topics import AGGREGATES, ALERTS, partition_key
+from schemas.topics import AGGREGATES, ALERTS
 from streams import parts
 from tests.support import WorkerProcess, wait_for
 from tests.unit.test_flags import welfare

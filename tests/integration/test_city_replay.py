@@ -9,9 +9,9 @@ import pytest
 
 from connectors.csv_import import parse_time
 from connectors.simulator import generate_city
-from connectors.truth import expected_kpis
-from lienthong.broker import EmbeddedBroker
+from hubbase.broker import EmbeddedBroker
 from tests.support import WorkerProcess, hub_env, run_cli, wait_for
+from tests.truth import expected_kpis
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from schemas.codec import EventCodec
+from schemas.contracts import partition_key
 from schemas.partitioning import partition_for
-from schemas.topics import DEADLETTER, HEALTH, IDENTITY, partition_key
+from schemas.topics import DEADLETTER, HEALTH, IDENTITY
 from schemas.wards import ward_codes
 from tests.support import hub_env, run_cli, wait_for
 from tests.trust_samples import KEYRING

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lienthong.broker import free_port
+from hubbase.broker import free_port
 from tests.support import ROOT, get_json, wait_for
 
 pytestmark = pytest.mark.integration

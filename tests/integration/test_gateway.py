@@ -18,10 +18,10 @@ from aiohttp import web
 from kafka import KafkaConsumer
 
 from connectors.gateway import build_gateway_app, parse_credentials, signature_headers
-from connectors.pseudonym import Pseudonymiser
-from lienthong.broker import free_port
-from lienthong.settings import Settings
+from hubbase.broker import free_port
+from hubbase.settings import Settings
 from schemas.codec import EventCodec
+from schemas.pseudonym import Pseudonymiser
 from schemas.wards import ward_codes
 from tests.support import ROOT, hub_env, wait_for
 

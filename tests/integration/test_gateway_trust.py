@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from connectors.gateway import signature_headers
-from lienthong.broker import free_port, stop_process
+from hubbase.broker import free_port, stop_process
+from schemas.contracts import SOURCE_OF_EVENT
 from schemas.registry import default_registry
-from schemas.topics import ALL_TOPICS, SOURCE_OF_EVENT
+from schemas.topics import ALL_TOPICS
 from tests.integration.test_gateway import post, topic_messages
 from tests.integration.test_trust import read_all
 from tests.support import ROOT, hub_env, wait_for

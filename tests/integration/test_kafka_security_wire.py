@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from lienthong.kafka_security import KafkaSecurity, aiokafka_config
+from hubbase.kafka_security import KafkaSecurity, aiokafka_config
 from schemas.topics import AUDIT
 
 pytestmark = pytest.mark.integration

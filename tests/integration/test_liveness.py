@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 from kafka import KafkaProducer
 
-from lienthong.broker import EmbeddedBroker
-from lienthong.topics import topic_partitions
+from hubbase.broker import EmbeddedBroker
+from hubbase.topic_admin import topic_partitions
 from schemas.topics import ALL_TOPICS
 from streams.exits import EXIT_CRASHED, EXIT_TOPICS
 from tests.integration.test_web_api import import_id_cards

@@ -17,10 +17,10 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from connectors.outbox import OutboxPoller, ensure_outbox, outbox_event_id, run_outbox
-from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import Publisher
-from lienthong.settings import Settings
+from hubbase.settings import Settings
 from schemas.codec import EventCodec
+from schemas.pseudonym import Pseudonymiser
 from schemas.wards import ward_codes
 from tests.support import ROOT, hub_env, wait_for
 

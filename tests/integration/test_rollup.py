@@ -6,8 +6,8 @@ import urllib.parse
 
 import pytest
 
+from schemas.contracts import partition_key
 from schemas.partitioning import partition_for
-from schemas.topics import partition_key
 from tests.integration.test_flags import alerts, publish
 from tests.support import WorkerProcess, wait_for
 from tests.unit.test_flags import T0, WARD, D, card, sync, welfare

@@ -20,10 +20,11 @@ import pytest
 
 from connectors.sdk import Publisher
 from schemas.codec import EventCodec
-from schemas.topics import EVENT_TOPICS, TOPIC_OF_EVENT
+from schemas.contracts import TOPIC_OF_EVENT
+from schemas.topics import EVENT_TOPICS
 from schemas.wards import ward_codes
+from streams.api.metrics import iter_families
 from streams.clock import CITY_TZ, local_day
-from streams.metrics import iter_families
 from tests.support import get_json, wait_for
 from tests.unit.test_flags import event
 

@@ -10,9 +10,9 @@ import pytest
 
 from connectors.csv_import import parse_time
 from connectors.simulator import generate_city
-from connectors.truth import expected_kpis
 from schemas.codec import EventCodec
 from tests.support import ROOT, hub_env, run_cli, wait_for
+from tests.truth import expected_kpis
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from lienthong.broker import free_port
+from hubbase.broker import free_port
 from tests.integration.test_web_api import import_id_cards, send_garbage
 from tests.support import hub_env, run_cli, wait_for
 

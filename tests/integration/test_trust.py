@@ -12,7 +12,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from schemas.codec import EventCodec
-from schemas.topics import ALERTS, DEADLETTER, TOPIC_OF_EVENT, WELFARE
+from schemas.contracts import TOPIC_OF_EVENT
+from schemas.topics import ALERTS, DEADLETTER, WELFARE
 from tests.integration.test_flags import flags_of
 from tests.support import TEST_PSEUDONYM_KEY, TEST_SIGNING_KEYS, wait_for
 from tests.trust_samples import KEYRING, ids_in, planted, sample_event, signed_headers, text_has_id

@@ -17,9 +17,10 @@ import jsonschema
 import pytest
 
 from schemas.asyncapi import AVRO_FORMAT, DEADLETTER_HEADERS, build_asyncapi, render
+from schemas.contracts import TOPIC_OF_EVENT
 from schemas.errors import ContractError
 from schemas.registry import default_registry
-from schemas.topics import ALERTS, ALL_TOPICS, DEADLETTER, TOPIC_OF_EVENT
+from schemas.topics import ALERTS, ALL_TOPICS, DEADLETTER
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "asyncapi.json"

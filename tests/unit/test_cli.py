@@ -43,7 +43,7 @@ def test_simulate_with_a_seed_repeats_that_traffic_and_says_which(tmp_path: Path
 def test_deadletter_list_against_an_unreachable_broker_is_one_clear_error() -> None:
     from click.testing import CliRunner
 
-    from lienthong.broker import free_port
+    from hubbase.broker import free_port
     from lienthong.cli import main
 
     result = CliRunner().invoke(main, ["deadletter", "list", "--broker", f"127.0.0.1:{free_port()}"])

@@ -11,13 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from schemas.codec import EventCodec
+from schemas.contracts import NEEDS_CORRELATION, SOURCE_OF_EVENT
+from schemas.errors import ContractError
 from schemas.registry import default_registry
-from schemas.topics import AGENCIES, SOURCE_OF_EVENT
-from schemas.validation import NEEDS_CORRELATION, payload_fields, validate
+from schemas.validation import payload_fields, validate
+from schemas.vocabulary import AGENCIES
 from schemas.wards import ward_codes
 
 CODEC = EventCodec()
@@ -96,3 +98,31 @@ def test_a_batch_of_events_round_trips_in_order(batch: list[dict[str, Any]]) -> 
 @given(events())
 def test_the_header_names_the_latest_schema_of_the_event_type(event: dict[str, Any]) -> None:
     assert CODEC.schema_of(CODEC.encode(event)) is default_registry().latest(event["event_type"])
+
+
+@settings(max_examples=50)
+@given(st.lists(events(), min_size=1, max_size=8))
+def test_a_batch_of_valid_events_is_taken_whole_by_the_per_item_policy(batch: list[dict[str, Any]]) -> None:
+    decoded = CODEC.decode_each(CODEC.encode_batch(CODEC.encode(e) for e in batch), validate)
+    assert decoded.events == [_with_defaults(e) for e in batch]
+    assert decoded.indexes == list(range(len(batch)))
+    assert decoded.refused == []
+
+
+@settings(max_examples=50)
+@given(st.lists(events(), min_size=2, max_size=6), st.data())
+def test_an_item_the_check_refuses_is_refused_alone_with_its_reason(
+    batch: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    assume(len({e["event_id"] for e in batch}) == len(batch))
+    bad = data.draw(st.integers(0, len(batch) - 1))
+    encoded = [CODEC.encode(e) for e in batch]
+
+    def check(event: dict[str, Any]) -> dict[str, Any]:
+        if event["event_id"] == batch[bad]["event_id"]:
+            raise ContractError("source", "signed by another agency", event["event_type"])
+        return event
+
+    decoded = CODEC.decode_each(CODEC.encode_batch(encoded), check)
+    assert decoded.indexes == [i for i in range(len(batch)) if i != bad]
+    assert [(r.value, r.batch_index, r.error.field) for r in decoded.refused] == [(encoded[bad], bad, "source")]

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.csv_import import ImportReport, read_events
-from connectors.pseudonym import Pseudonymiser
+from schemas.pseudonym import Pseudonymiser
 from schemas.wards import ward_codes
 
 KEY = b"csv-fuzz-key-0123456789"

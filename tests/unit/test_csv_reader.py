@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from connectors.csv_import import ImportReport, derive_event_id, parse_time, read_events
-from connectors.pseudonym import Pseudonymiser
 from schemas.errors import ContractError
+from schemas.pseudonym import Pseudonymiser
 from schemas.wards import ward_codes
 
 WARD = min(ward_codes())

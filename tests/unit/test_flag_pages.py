@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.wards import city_wards
-from streams.flag_pages import (
+from streams.api.flag_pages import (
     CURSOR_PATTERN,
     MAX_LIMIT,
     PageError,

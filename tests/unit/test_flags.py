@@ -16,16 +16,15 @@ from typing import Any
 import pytest
 
 from schemas.codec import EventCodec
-from schemas.topics import SOURCE_OF_EVENT, TOPIC_OF_EVENT
+from schemas.contracts import SOURCE_OF_EVENT, TOPIC_OF_EVENT
 from schemas.wards import ward_codes
 from streams.flags import default_rules
-from streams.flags.rollups import merged_rollups
 from streams.processor import Processor
-from streams.rollup_merge import merge, partial_messages
+from streams.testing import DEFAULT_NOW_MS, Feed
 
 CODEC = EventCodec()
 WARD = min(ward_codes())
-T0 = 1_717_200_000_000  # 2024-06-01T00:00Z
+T0 = DEFAULT_NOW_MS  # 2024-06-01T00:00Z: the feed's clock
 H = 3_600_000
 D = 24 * H
 
@@ -117,65 +116,6 @@ def birth_steps(
             )
         )
     return steps
-
-
-class Feed:
-    """Publishes events to one partition of their topics, in the order given."""
-
-    def __init__(self, sla: dict[str, float] | None = None) -> None:
-        self.processor = Processor(CODEC, default_rules(sla))
-        self.offsets: dict[str, int] = {}
-        self.alerts: list[dict[str, Any]] = []
-        self.dead_letters: list[Any] = []
-        #: the merge stage's table of SYNC_MISSING roll-ups (streams.rollup_merge)
-        self.merged: dict[str, bytes] = {}
-
-    def send(self, *events: dict[str, Any]) -> Feed:
-        for e in events:
-            self.raw(TOPIC_OF_EVENT[e["event_type"]], CODEC.encode(e))
-        return self
-
-    def backfill(self, *events: dict[str, Any], order: tuple[str, ...]) -> Feed:
-        """Read a backlog: each topic's events in the order given, one topic after another
-        (``order`` first, then any other); a topic is idle (caught up) once read to its end."""
-        queues: dict[str, list[dict[str, Any]]] = {}
-        for e in events:
-            queues.setdefault(TOPIC_OF_EVENT[e["event_type"]], []).append(e)
-        for topic in [*order, *sorted(set(queues) - set(order))]:
-            queue = queues.get(topic, [])
-            while queue:
-                e = queue.pop(0)
-                idle = frozenset(t for t in TOPIC_OF_EVENT.values() if not queues.get(t))
-                self.raw(topic, CODEC.encode(e), idle=idle)
-        return self
-
-    def raw(self, topic: str, value: bytes, timestamp: int = T0, idle: frozenset[str] | None = None) -> None:
-        offset = self.offsets.get(topic, -1) + 1
-        self.offsets[topic] = offset
-        outcome = self.processor.process(topic, 0, offset, value, timestamp, now_ms=T0, idle=idle)
-        self.alerts.extend(outcome.flag_changes)
-        self.dead_letters.extend(outcome.dead_letters)
-        assert outcome.delta is not None
-        for _, partial, _ in partial_messages(outcome.delta.put.get("partials") or {}, 8):
-            group, updated, announce = merge(partial, self.merged.get)
-            if updated is not None:
-                self.merged[group] = updated
-            self.alerts.extend(announce)
-
-    @property
-    def flags(self) -> dict[str, dict[str, Any]]:
-        """The partition's flags and the roll-ups merged from its partials, as the view shows them."""
-        state = self.processor.state(0)
-        rollups = merged_rollups(state.stores["partials"].values())
-        return {**state.stores["flags"], **{f["flag_id"]: f for f in rollups}}
-
-    def of_type(self, flag_type: str) -> list[dict[str, Any]]:
-        return [f for f in self.flags.values() if f["type"] == flag_type]
-
-    def only(self, flag_type: str) -> dict[str, Any]:
-        found = self.of_type(flag_type)
-        assert len(found) == 1, f"expected one {flag_type}, got {found}"
-        return found[0]
 
 
 # -- SYNC_FAILED ---------------------------------------------------------------
@@ -689,7 +629,7 @@ def test_agency_never_seen_is_never_silent():
 
 # -- SLA configuration ---------------------------------------------------------------
 def test_sla_environment_override_reaches_the_rules(monkeypatch):
-    from lienthong.settings import Settings
+    from hubbase.settings import Settings
 
     monkeypatch.setenv("LIENTHONG_SLA_INSURANCE_SYNC", "12")
     feed = Feed(Settings.from_env().sla).send(card(T0), welfare(T0 + 13 * H))

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from lienthong.kafka_security import (
+from hubbase.kafka_security import (
     KafkaSecurity,
     aiokafka_config,
     faust_credentials,
     kafka_python_config,
 )
-from lienthong.settings import Settings
+from hubbase.settings import Settings
 
 SCRAM = {"LIENTHONG_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "LIENTHONG_KAFKA_SASL_USERNAME": "worker",
          "LIENTHONG_KAFKA_SASL_PASSWORD": "worker-password-0123"}
@@ -93,13 +93,13 @@ class Recorder:
 
 def test_the_connector_producer_and_the_topic_admin_get_the_settings(scram: None, monkeypatch: pytest.MonkeyPatch) -> None:
     import connectors.sdk
-    import lienthong.topics
+    import hubbase.topic_admin
 
     Recorder.made = []
     monkeypatch.setattr(connectors.sdk, "KafkaProducer", Recorder)
-    monkeypatch.setattr(lienthong.topics, "KafkaAdminClient", Recorder)
+    monkeypatch.setattr(hubbase.topic_admin, "KafkaAdminClient", Recorder)
     connectors.sdk.Publisher("127.0.0.1:1", connector="test")
-    lienthong.topics.ensure_topics("127.0.0.1:1", 8)
+    hubbase.topic_admin.ensure_topics("127.0.0.1:1", 8)
     assert len(Recorder.made) == 2
     for config in Recorder.made:
         assert config["sasl_mechanism"] == "SCRAM-SHA-512" and config["sasl_plain_username"] == "worker"

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from lienthong import logs
+from hubbase import logs
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.api.metrics import HubMetrics, ThroughputHistory
 from streams.health import Problem
-from streams.metrics import HubMetrics, ThroughputHistory
 from streams.processor import Outcome
 
 
@@ -31,9 +31,8 @@ def fake_hub() -> Any:
         agencies={"POLICE": {"last_seen_ms": 0, "events": 1}},
         scorecard=lambda periods, now_ms: ([SCORECARD_ROW], []),
     )
-    return SimpleNamespace(view=view, processor=SimpleNamespace(states={0: None, 3: None}),
-                           app=SimpleNamespace(consumer=_Consumer()), problems=_no_problems,
-                           silence=SimpleNamespace(periods=[]))
+    return SimpleNamespace(view=view, partitions_owned={0, 3}, consumer=_Consumer(), problems=_no_problems,
+                           silence_periods=[])
 
 
 async def _no_problems() -> list[Problem]:
@@ -146,7 +145,7 @@ def test_lag_skips_a_partition_revoked_while_it_is_being_read():
 
     consumer = _RebalancingConsumer()
     hub = fake_hub()
-    hub.app = SimpleNamespace(consumer=consumer)
+    hub.consumer = consumer
     metrics = HubMetrics(hub)
     asyncio.run(metrics.refresh_lag())  # raised AssertionError, crashing the app from its timer
     assert metrics.lag == {(consumer.kept.topic, 1): 6}

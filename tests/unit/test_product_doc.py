@@ -12,10 +12,11 @@ import click
 import pytest
 
 from lienthong.cli import main
-from schemas.topics import ALL_TOPICS, SOURCE_OF_EVENT
+from schemas.contracts import SOURCE_OF_EVENT
+from schemas.topics import ALL_TOPICS
+from streams.api.openapi import openapi_document
 from streams.flags import FLAG_TYPES
 from streams.kpis import PLAIN_KPIS
-from streams.openapi import openapi_document
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = (ROOT / "docs" / "product.md").read_text(encoding="utf-8")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.pseudonym import Pseudonymiser
 from schemas.errors import ContractError
+from schemas.pseudonym import Pseudonymiser
 
 KEY = b"pseudonym-test-key-01"
 ids = st.from_regex(r"\A[0-9]{12}\Z")

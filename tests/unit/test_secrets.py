@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from hubbase.settings import MissingSecret, Settings
 from lienthong.cli import main
-from lienthong.settings import MissingSecret, Settings
 from tests.support import TEST_SIGNING_KEYS
 
 NO_BROKER = "127.0.0.1:1"  # the checks come before any connection

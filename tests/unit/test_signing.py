@@ -91,7 +91,7 @@ def test_library_log_records_and_nested_values_are_scrubbed_of_id_numbers(caplog
     import io
     import logging
 
-    from lienthong import logs
+    from hubbase import logs
 
     stream = io.StringIO()
     logs.configure("INFO", stream)

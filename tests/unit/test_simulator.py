@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from connectors.csv_import import ImportReport, parse_time, read_events
-from connectors.pseudonym import Pseudonymiser
 from connectors.sdk import prepare
 from connectors.simulator import events_per_day, generate_city, stream_city, write_csv
-from connectors.truth import expected_kpis
-from schemas.topics import SOURCE_OF_EVENT
+from schemas.contracts import SOURCE_OF_EVENT
+from schemas.pseudonym import Pseudonymiser
 from schemas.wards import ward_codes
+from tests.truth import expected_kpis
 
 START = parse_time("2024-06-01T00:00:00+07:00", "start")
 KEY = Pseudonymiser(b"unit-test-key-0123456789abcdef")

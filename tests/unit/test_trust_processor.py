@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from connectors.pseudonym import Pseudonymiser
 from schemas.codec import EventCodec
-from schemas.topics import TOPIC_OF_EVENT
+from schemas.contracts import TOPIC_OF_EVENT
+from schemas.pseudonym import Pseudonymiser
 from schemas.validation import validate
 from streams.processor import Outcome, Processor
 from streams.redaction import DeadLetterRedactor

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from connectors.truth import expected_kpis
-from schemas.topics import SOURCE_OF_EVENT
+from schemas.contracts import SOURCE_OF_EVENT
+from tests.truth import expected_kpis
 
 WARD_A = "26506"  # Phường Vũng Tàu
 WARD_B = "26526"  # Phường Tam Thắng

@@ -92,7 +92,7 @@ class EmbeddedBroker:
         if self.process.poll() is not None:
             raise BrokerError(f"Tansu exited with code {self.process.returncode}")
         if self.partitions is not None:
-            from lienthong.topics import ensure_topics
+            from hubbase.topic_admin import ensure_topics
 
             try:
                 ensure_topics(self.bootstrap, self.partitions)

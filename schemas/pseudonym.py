@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 
 from schemas.errors import ContractError
-
-_CITIZEN_ID = re.compile(r"^[0-9]{12}$")  # ASCII only: \d would also accept other scripts' digits
+from schemas.personal_ids import ID_NUMBER
 
 
 class Pseudonymiser:
@@ -25,7 +23,7 @@ class Pseudonymiser:
     def ref(self, citizen_id: str) -> str:
         """``citizen_ref`` for a raw 12-digit personal ID number."""
         citizen_id = str(citizen_id).strip()
-        if not _CITIZEN_ID.match(citizen_id):
+        if not ID_NUMBER.match(citizen_id):
             raise ContractError("citizen_id", "must be exactly 12 digits")
         return hmac.new(self._key, citizen_id.encode(), hashlib.sha256).hexdigest()
 

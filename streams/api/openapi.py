@@ -10,13 +10,11 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES, FLAG_TYPES, LISTED_FLAG_STATUSES
 from schemas.wards import city_wards
-from streams.flag_pages import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, ORDERS
-from streams.flags import FLAG_TYPES
+from streams.api.flag_pages import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, ORDERS
 from streams.kpis import PLAIN_KPIS, RESIDENCE_KINDS
 
-FLAG_STATUSES = ("OPEN", "RESOLVED")
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
@@ -103,7 +101,7 @@ def _components() -> dict[str, Any]:
             "properties": {
                 "flag_id": {"type": "string"},
                 "type": {"type": "string", "enum": list(FLAG_TYPES)},
-                "status": {"type": "string", "enum": list(FLAG_STATUSES)},
+                "status": {"type": "string", "enum": list(LISTED_FLAG_STATUSES)},
                 "agency": {"type": "string"},
                 "ward_code": {"type": "string"},
                 "ward_name": {"type": "string", "description": "The ward's official name; empty for city-wide flags."},
@@ -248,7 +246,7 @@ def openapi_document() -> dict[str, Any]:
     day = _param("day", "Local day in Asia/Ho_Chi_Minh, YYYY-MM-DD.",
                  {"type": "string", "format": "date", "pattern": DAY_PATTERN})
     metric = _param("metric", "Counter metric name, e.g. id_cards_issued.", {"type": "string", "minLength": 1})
-    status = _param("status", "Flag status (case-insensitive).", {"type": "string", "enum": list(FLAG_STATUSES)})
+    status = _param("status", "Flag status (case-insensitive).", {"type": "string", "enum": list(LISTED_FLAG_STATUSES)})
     ftype = _param("type", "Flag type (case-insensitive).", {"type": "string", "enum": list(FLAG_TYPES)})
     agency = _param("agency", "Agency that failed to share (case-insensitive).",
                     {"type": "string", "enum": list(AGENCIES)})

@@ -14,7 +14,7 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from lienthong.kafka_security import kafka_python_config
+from hubbase.kafka_security import kafka_python_config
 from schemas.topics import ALL_TOPICS, HUB_TOPICS, TOPIC_CONFIGS
 
 

@@ -2,7 +2,7 @@
 
 Served by our own aiohttp app rather than Faust's web views, because it needs
 streaming responses (server-sent events) and static assets. Every endpoint is
-described in :mod:`streams.openapi`; query filters are checked against the same
+described in :mod:`streams.api.openapi`; query filters are checked against the same
 constants, and a bad one is answered ``400 {"error", "field", "reason"}`` rather
 than an empty result that would look like "no data".
 """
@@ -17,25 +17,23 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from schemas.topics import AGENCIES
+from schemas.vocabulary import AGENCIES, FLAG_TYPES, LISTED_FLAG_STATUSES
 from schemas.wards import city_wards, ward_codes
+from streams.api.flag_pages import PageError, PageRequest, api_flag, page_of
+from streams.api.metrics import CONTENT_TYPE, HubMetrics
+from streams.api.openapi import DAY_PATTERN, MONTH_PATTERN, openapi_document
+from streams.api.worker_view import WorkerView
 from streams.clock import iso_utc
-from streams.flag_pages import PageError, PageRequest, api_flag, page_of
-from streams.flags import FLAG_TYPES
 from streams.flags.rollups import parse_rollup_subject
-from streams.metrics import CONTENT_TYPE
-from streams.openapi import DAY_PATTERN, FLAG_STATUSES, MONTH_PATTERN, openapi_document
 from streams.state import split_counter_key
 
-if TYPE_CHECKING:
-    from streams.app import Hub
-
-HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+HUB_KEY: web.AppKey[WorkerView] = web.AppKey("hub")
+METRICS_KEY: web.AppKey[HubMetrics] = web.AppKey("metrics")
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 #: Seconds between checks for changed KPIs and pending counts on a live stream.
 STREAM_TICK_S = 1.0
@@ -56,8 +54,12 @@ class FilterError(Exception):
         self.reason = reason
 
 
-def _hub(request: web.Request) -> Hub:
+def _hub(request: web.Request) -> WorkerView:
     return request.app[HUB_KEY]
+
+
+def _metrics(request: web.Request) -> HubMetrics:
+    return request.app[METRICS_KEY]
 
 
 def _as_of() -> str:
@@ -119,7 +121,7 @@ CHECKS: dict[str, Callable[[str], str]] = {
     "day": _day,
     "ward": _ward,
     "metric": _metric,
-    "status": _one_of("status", FLAG_STATUSES),
+    "status": _one_of("status", LISTED_FLAG_STATUSES),
     "type": _one_of("type", FLAG_TYPES),
     "agency": _one_of("agency", AGENCIES),
     "limit": _limit,
@@ -159,7 +161,7 @@ async def healthz(request: web.Request) -> web.Response:
             "status": "unhealthy" if problems else "ok",
             "problems": [problem.reason for problem in problems],
             "worker": hub.worker_name,
-            "partitions_owned": sorted(hub.processor.states),
+            "partitions_owned": sorted(hub.partitions_owned),
             "partitions_known": hub.view.partitions_known,
             "messages": hub.stats["messages"],
             # ISO-8601 UTC like every time in the API (the worker keeps epoch seconds for its own use)
@@ -167,10 +169,10 @@ async def healthz(request: web.Request) -> web.Response:
             "last_message_at": _iso_or_none(hub.stats["last_message_at"]),
             "first_message_cpu_s": hub.stats["first_message_cpu_s"],
             "last_message_cpu_s": hub.stats["last_message_cpu_s"],
-            "consumer_lag": hub.metrics.total_lag(),
+            "consumer_lag": _metrics(request).total_lag(),
             "stream_listeners": len(hub.listeners),
             # an operator must see at a glance when senders are not being proven
-            "signature_verification": "on" if hub.processor.keyring is not None else "off",
+            "signature_verification": "on" if hub.verifies_signatures else "off",
         },
         status=503 if problems else 200,
     )
@@ -180,7 +182,7 @@ def _iso_or_none(epoch_s: float | None) -> str | None:
     return None if epoch_s is None else iso_utc(round(epoch_s * 1000))
 
 
-def _kpis_body(hub: Hub, ward: str | None = None, day: str | None = None) -> dict[str, Any]:
+def _kpis_body(hub: WorkerView, ward: str | None = None, day: str | None = None) -> dict[str, Any]:
     return {"as_of": _as_of(), "filters": {"ward": ward, "day": day}, "kpis": hub.view.kpis(ward, day)}
 
 
@@ -202,7 +204,7 @@ async def counters(request: web.Request) -> web.Response:
 
 
 async def flags(request: web.Request) -> web.Response:
-    """Flags matching the filters, one page at a time (see :mod:`streams.flag_pages`)."""
+    """Flags matching the filters, one page at a time (see :mod:`streams.api.flag_pages`)."""
     f = _filters(request, "status", "type", "agency", "ward")
     page = PageRequest.parse(request.query)
     rows = (
@@ -234,11 +236,11 @@ async def agencies(request: web.Request) -> web.Response:
     return web.json_response({"as_of": _as_of(), "agencies": rows, **_scorecard(request, hub, now)})
 
 
-def _scorecard(request: web.Request, hub: Hub, now_ms: int) -> dict[str, Any]:
+def _scorecard(request: web.Request, hub: WorkerView, now_ms: int) -> dict[str, Any]:
     """The scorecard rows for /api/agencies: per agency × month, and (``ward`` or
     ``wards=all``) per agency × ward × month; see ``streams/scorecard.py``."""
     f = _filters(request, "month", "ward", "agency", "wards")
-    totals, by_ward = hub.view.scorecard(hub.silence.periods, now_ms)
+    totals, by_ward = hub.view.scorecard(list(hub.silence_periods), now_ms)
 
     def keep(row: dict[str, Any]) -> bool:
         return (f["month"] is None or row["month"] == f["month"]) and (
@@ -292,7 +294,7 @@ async def wards(request: web.Request) -> web.Response:
 
 async def throughput(request: web.Request) -> web.Response:
     minutes = [dict(row, minute=iso_utc(int(row["minute"]) * 1000))
-               for row in _hub(request).metrics.throughput.rows()]
+               for row in _metrics(request).throughput.rows()]
     return web.json_response({"as_of": _as_of(), "agencies": list(AGENCIES), "minutes": minutes})
 
 
@@ -301,7 +303,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = await _hub(request).metrics.exposition()
+    body = await _metrics(request).exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -332,8 +334,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    hub.listeners.append(queue)
+    queue = hub.listeners.subscribe()
     loop = asyncio.get_running_loop()
     try:
         await response.write(b"retry: 3000\n\n")
@@ -370,15 +371,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
         pass  # the client went away: fall through to cleanup
     finally:
-        if queue in hub.listeners:
-            hub.listeners.remove(queue)
+        hub.listeners.unsubscribe(queue)
     return response
 
 
 # -- wiring ---------------------------------------------------------------------
-def build_web_app(hub: Hub) -> web.Application:
+def build_web_app(hub: WorkerView, worker_metrics: HubMetrics) -> web.Application:
     app = web.Application(middlewares=[refuse_bad_filters])
     app[HUB_KEY] = hub
+    app[METRICS_KEY] = worker_metrics
     app.router.add_get("/", dashboard)
     app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/healthz", healthz)
@@ -396,8 +397,8 @@ def build_web_app(hub: Hub) -> web.Application:
     return app
 
 
-async def start_web(hub: Hub, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(build_web_app(hub), access_log=None)
+async def start_web(hub: WorkerView, worker_metrics: HubMetrics, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(build_web_app(hub, worker_metrics), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -1,6 +1,6 @@
 """Prometheus metrics of one worker: what operators graph and alert on.
 
-Each :class:`Hub` owns its own :class:`CollectorRegistry`, so two hubs in one
+Each worker owns its own :class:`CollectorRegistry`, so two hubs in one
 process (tests, benchmarks) never mix their series. Per message the hub makes
 one :meth:`HubMetrics.record` call, which only bumps a few pre-resolved label
 children; everything that derives from state (open flags, heartbeat ages,
@@ -25,10 +25,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from schemas.topics import EVENT_TOPICS
+from streams.api.worker_view import WorkerView
 from streams.health import PROBLEMS, Problem
 
 if TYPE_CHECKING:
-    from streams.app import Hub
     from streams.processor import Outcome
 
 # ``_created`` samples double every counter's series for no operator value.
@@ -110,9 +110,9 @@ class _StateCollector(Collector):
         yield lag
 
         yield GaugeMetricFamily(
-            "lienthong_partitions_owned", "Event partitions this worker owns.", value=len(hub.processor.states)
+            "lienthong_partitions_owned", "Event partitions this worker owns.", value=len(hub.partitions_owned)
         )
-        yield from scorecard_families(hub.view.scorecard(hub.silence.periods, int(now_ms))[0])
+        yield from scorecard_families(hub.view.scorecard(list(hub.silence_periods), int(now_ms))[0])
 
         found = {problem.kind for problem in self.metrics.problems}
         yield GaugeMetricFamily("lienthong_worker_healthy", "1 while /healthz answers ok, 0 when unhealthy.",
@@ -159,7 +159,7 @@ def scorecard_families(rows: list[dict[str, Any]]) -> Iterable[GaugeMetricFamily
 class HubMetrics:
     """The metric families of one worker and the per-message recording call."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: WorkerView) -> None:
         self.hub = hub
         self.registry = CollectorRegistry()
         r = self.registry
@@ -231,7 +231,7 @@ class HubMetrics:
 
     async def refresh_lag(self) -> None:
         """Recompute consumer lag of the owned event partitions from the Faust consumer."""
-        consumer = self.hub.app.consumer
+        consumer = self.hub.consumer
         lag: dict[tuple[str, int], int] = {}
         try:
             assignment = consumer.assignment()
