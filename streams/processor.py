@@ -380,8 +380,8 @@ class Processor:
             self.work_off_deadlines(change, max(watermark, state.watermark))
         state.indexes[DEADLINES_LEFT] = change.deadlines_left
         outcome.flag_changes = change.flag_changes
+        change.dead = [dead.record() for dead in outcome.dead_letters]
         outcome.delta = change.commit()
-        outcome.delta.dead = [dead.record() for dead in outcome.dead_letters]
         return outcome
 
 
