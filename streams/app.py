@@ -152,6 +152,10 @@ class Hub:
 
             ensure_topics(self.bootstrap, s.partitions, (self.changelog,),
                           configs={self.changelog: {"cleanup.policy": "compact"}})
+            # written as the table wrote it: through Faust's producer buffer (the agent does not
+            # wait for each record), which Faust drains before it commits source offsets
+            self.changelog_topic = app.topic(self.changelog, key_type=bytes, value_type=bytes,
+                                             key_serializer="raw", value_serializer="raw")
         else:
             self.deltas = app.Table(
                 "deltas",
@@ -375,7 +379,8 @@ class Hub:
             headers = changelog.headers_of(state.db.writer, state.seq)
             keys = [key] if len(pieces) == 1 else [parts.part_key(key, i) for i in range(len(pieces))]
             for piece_key, piece in zip(keys, pieces, strict=True):
-                await self.produce(self.changelog, orjson.dumps(piece_key), piece, headers, partition=partition)
+                self.changelog_topic.send_soon(key=orjson.dumps(piece_key), value=piece, partition=partition,
+                                               headers=headers)
         elif len(pieces) == 1:
             self.deltas[key] = value
             return

@@ -140,10 +140,17 @@ class DiskMap(MutableMapping[str, Any]):
         return value
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]  # hot path: no KeyError
-        try:
-            return self[key]
-        except KeyError:
+        cache = self.cache
+        value = cache.get(key, _MISSING)
+        if value is not _MISSING:
+            cache.move_to_end(key)
+            return value
+        raw = self.db.db.get(self.prefix + key.encode())
+        if raw is None:
             return default
+        value = orjson.loads(raw)
+        self._remember(key, value)
+        return value
 
     def _remember(self, key: str, value: Any) -> None:
         cache = self.cache
