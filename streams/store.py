@@ -59,6 +59,16 @@ def _end_of(prefix: bytes) -> bytes:
     return prefix[:-1] + b"}"
 
 
+_BLOCK_CACHE: list[rocksdict.Cache] = []
+
+
+def _block_cache() -> rocksdict.Cache:
+    """One block cache (16 MiB) for every partition database of the process, not one each."""
+    if not _BLOCK_CACHE:
+        _BLOCK_CACHE.append(rocksdict.Cache(16 * 1024 * 1024))
+    return _BLOCK_CACHE[0]
+
+
 class PartitionDB:
     """The rocksdict database of one partition (raw bytes keys and values)."""
 
@@ -68,9 +78,9 @@ class PartitionDB:
         options.create_if_missing(True)
         table = rocksdict.BlockBasedOptions()
         table.set_bloom_filter(10, False)
-        table.set_block_cache(rocksdict.Cache(8 * 1024 * 1024))
+        table.set_block_cache(_block_cache())
         options.set_block_based_table_factory(table)
-        options.set_write_buffer_size(8 * 1024 * 1024)
+        options.set_write_buffer_size(4 * 1024 * 1024)
         options.set_max_write_buffer_number(2)
         self.path = path
         self.db = rocksdict.Rdict(str(path), options)

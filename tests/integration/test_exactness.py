@@ -221,7 +221,7 @@ BACKLOG_EVENTS = 40_000
 FULL_BATCH = 500
 
 
-@pytest.mark.parametrize("mode", ["restart", "takeover"])
+@pytest.mark.parametrize("mode", ["restart", "takeover", "restart-disk", "takeover-disk"])
 def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, mode):
     """Issue 11: a worker killed anywhere in a backlog of full batches must never leave the city short.
 
@@ -229,7 +229,8 @@ def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, m
     the same backlog: one worker is SIGKILLed at a random point between 10% and
     70% of its share, then either restarted on the same data dir (``restart``) or
     its partitions taken over by the other worker (``takeover``); the worker left
-    must reach the truth.
+    must reach the truth. ``-disk``: with partition state on disk (a restart
+    reopens the victim's own databases).
     """
     events = city_events(BACKLOG_EVENTS, seed=11)
     with Publisher(broker, connector="test", batch_size=FULL_BATCH, linger=3600) as publisher:
@@ -239,9 +240,9 @@ def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, m
     messages = BACKLOG_EVENTS // FULL_BATCH
     rng = random.Random(f"{mode}-kills")
     for run in range(BACKLOG_RUNS):
-        group = {"LIENTHONG_APP_ID": f"lienthong-{mode}-{run}"}
+        group = {"LIENTHONG_APP_ID": f"lienthong-{mode}-{run}", **(ON_DISK if mode.endswith("-disk") else {})}
         victim = workers(name=f"{mode}-{run}-a", **group)
-        survivor = workers(name=f"{mode}-{run}-b", **group) if mode == "takeover" else None
+        survivor = workers(name=f"{mode}-{run}-b", **group) if mode.startswith("takeover") else None
         share = messages // (2 if survivor else 1)
         at = int(rng.uniform(0.10, 0.70) * share)
         wait_for(lambda: processed_messages(victim) >= at or None, 180, interval=0.02,
