@@ -35,7 +35,9 @@ from schemas.codec import EventCodec
 from schemas.partitioning import partition_for
 from schemas.topics import TOPIC_OF_EVENT, partition_key
 from streams.flags import default_rules
+from streams.flags.rollups import merged_rollups
 from streams.processor import Processor
+from streams.rollup_merge import merge, partial_messages
 
 NOW_MS = 1_800_000_000_000
 #: Topic read first in the ``topics`` order: the police ahead of social insurance.
@@ -84,13 +86,23 @@ def _process(messages: Iterable[tuple[Message, frozenset[str] | None]], codec: E
     processor = Processor(codec, default_rules())
     offsets: dict[tuple[str, int], int] = {}
     run = Run()
+    merged: dict[str, bytes] = {}
     for m, idle in messages:
         offset = offsets.get((m.topic, m.partition), 0)
         offsets[(m.topic, m.partition)] = offset + 1
         outcome = processor.process(m.topic, m.partition, offset, m.value, NOW_MS, NOW_MS, idle=idle)
         run.changes.extend(outcome.flag_changes)
+        # SYNC_MISSING roll-ups: announced by the merge stage from the partitions' partials
+        assert outcome.delta is not None
+        for _, value, _ in partial_messages(outcome.delta.put.get("partials") or {}, 1):
+            group, updated, announce = merge(value, merged.get)
+            if updated is not None:
+                merged[group] = updated
+            run.changes.extend(announce)
     for state in processor.states.values():
         run.final.update(state.stores["flags"])
+    partials = [p for state in processor.states.values() for p in state.stores["partials"].values()]
+    run.final.update({f["flag_id"]: f for f in merged_rollups(partials)})
     return run
 
 

@@ -145,7 +145,8 @@ def ensure_signing_keys() -> None:
     os.environ["LIENTHONG_SIGNING_KEYS"] = str(generate_keyring_file(keys))
 
 
-def one_run(run: int, mode: str, events: int, freeze_after: float, keep: Path, rng: random.Random) -> dict[str, Any]:
+def one_run(run: int, mode: str, events: int, freeze_after: float, keep: Path, rng: random.Random,
+            keep_logs: bool = False) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="kill-loop-"))
     try:
         with EmbeddedBroker() as broker:
@@ -176,6 +177,11 @@ def one_run(run: int, mode: str, events: int, freeze_after: float, keep: Path, r
                       "outcome": outcome, "count": count}
             if outcome != "exact":
                 diagnose(survivor, keep / f"run-{run:03d}")
+            elif keep_logs:
+                # exact runs too: what a healthy restart looks like, to compare with a frozen one
+                (keep / f"run-{run:03d}").mkdir(parents=True, exist_ok=True)
+                for log_path in tmp.glob("*.log"):
+                    shutil.copy(log_path, keep / f"run-{run:03d}" / log_path.name)
             for worker in [*workers, survivor]:
                 kill_group(worker)
             return result
@@ -191,12 +197,13 @@ def main() -> None:
     parser.add_argument("--freeze-after", type=float, default=60.0, help="Seconds without progress that count as frozen.")
     parser.add_argument("--keep", type=Path, default=Path("kill-loop-out"), help="Where frozen runs' diagnostics go.")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--keep-logs", action="store_true", help="Keep the worker logs of exact runs too.")
     args = parser.parse_args()
     ensure_signing_keys()
     rng = random.Random(args.seed)
     tally: dict[str, int] = {}
     for run in range(args.runs):
-        result = one_run(run, args.mode, args.events, args.freeze_after, args.keep, rng)
+        result = one_run(run, args.mode, args.events, args.freeze_after, args.keep, rng, args.keep_logs)
         tally[result["outcome"]] = tally.get(result["outcome"], 0) + 1
         print(json.dumps(result), flush=True)
     print(json.dumps({"mode": args.mode, "runs": args.runs, "tally": tally}), flush=True)

@@ -34,6 +34,7 @@ import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,11 @@ class WorkerRun:
 
 
 # -- (c) import ---------------------------------------------------------------
+def epoch_s(iso: str) -> float:
+    """Epoch seconds of an API time (ISO-8601 UTC, ``...Z``)."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 def publish_backlog(bootstrap: str, events: list[dict[str, Any]], batch_size: int) -> float:
     """Seconds for the Publisher to send and get every acknowledgement."""
     # A backfill: full batches. (The Publisher's default linger sends partial
@@ -228,7 +234,7 @@ class BenchWorker:
         """
         health = self.get("/healthz")
         cpu = float(health["last_message_cpu_s"]) - float(health["first_message_cpu_s"])
-        return float(health["first_message_at"]), float(health["last_message_at"]), cpu
+        return epoch_s(health["first_message_at"]), epoch_s(health["last_message_at"]), cpu
 
     def counted(self) -> int:
         kpis = self.get("/api/kpis")["kpis"]

@@ -324,9 +324,18 @@ def schemas_docs(out: Path) -> None:
                    "--events 2000000) through one worker: RSS at every 250,000 counted, SIGKILL and restart at "
                    "250,000 and at the end (own data dir, then a fresh one) with the time until counted again, "
                    "the largest record per topic, and events/s beside the bare client.")
+@click.option("--peer", is_flag=True,
+              help="Instead: our worker on single-event and on batched messages beside a Quix Streams app doing "
+                   "the same dedupe and per-ward/day counting on single JSON messages, same events, one run; rates "
+                   "and ratios (--events defaults to 20,000 here). Needs the bench extra: pip install -e '.[bench]'.")
+@click.option("--latency", is_flag=True,
+              help="Instead: live single-event traffic at --rate events/s for --seconds into a worker; p50/p99 "
+                   "from publish to the dashboard's live counters.")
+@click.option("--rate", type=float, default=1000.0, show_default=True, help="With --latency: events per second.")
+@click.option("--seconds", type=float, default=30.0, show_default=True, help="With --latency: how long.")
 @click.pass_context
 def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_churn: bool, onboarding: int,
-          soak: bool) -> None:
+          soak: bool, peer: bool, latency: bool, rate: float, seconds: float) -> None:
     """Throughput benchmark: worker vs bare aiokafka consumer vs importer, on the embedded broker.
 
     Prints, from one run on the same backlog: the import rate, a bare aiokafka
@@ -334,6 +343,17 @@ def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_c
     clock) with its CPU per event and peak RSS, and the ratio worker / bare
     client. Rates move with a shared machine's load; read the ratio.
     """
+    if peer:
+        from bench.peer import main as peer_main
+
+        source = ctx.get_parameter_source("events")
+        peer_main(events=20_000 if source == click.core.ParameterSource.DEFAULT else events, batch_size=batch_size)
+        return
+    if latency:
+        from bench.peer import latency as latency_main
+
+        latency_main(rate=rate, seconds=seconds)
+        return
     if soak:
         from bench.soak import main as soak_main
 

@@ -272,9 +272,15 @@ class Replayed:
     partition: int
 
 
+def was_redacted(header: str) -> bool:
+    """``lienthong.redacted``: how many ID-shaped values the worker masked (or a yes/no)."""
+    value = header.strip().lower()
+    return value in ("true", "yes") or (value.isdigit() and int(value) > 0)
+
+
 def raw_replay(letter: DeadLetterRecord) -> tuple[str, int, bytes | None, bytes]:
     """Where an unchanged dead letter goes back to: its source topic and partition."""
-    if letter.header(REDACTED_HEADER).lower() in ("1", "true", "yes"):
+    if was_redacted(letter.header(REDACTED_HEADER)):
         raise ReplayRefused(f"{letter.id}: its value was redacted; replay a corrected file instead (--file)")
     if not letter.source_topic or letter.source_partition is None:
         raise ReplayRefused(f"{letter.id}: no source topic/partition in its headers")

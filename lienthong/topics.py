@@ -15,10 +15,10 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from lienthong.kafka_security import kafka_python_config
-from schemas.topics import ALL_TOPICS, TOPIC_CONFIGS
+from schemas.topics import ALL_TOPICS, HUB_TOPICS, TOPIC_CONFIGS
 
 
-def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = ALL_TOPICS, timeout: float = 30.0,
+def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = HUB_TOPICS, timeout: float = 30.0,
                   configs: dict[str, dict[str, str]] | None = None) -> None:
     """Create missing topics; all with the same partition count (co-partitioning).
 
@@ -64,7 +64,7 @@ def topic_partitions(
 
 def partition_mismatches(counts: dict[str, int], expected: int) -> dict[str, int]:
     """Hub topics whose partition count is not ``expected``, with their count."""
-    return {topic: n for topic, n in counts.items() if topic in ALL_TOPICS and n != expected}
+    return {topic: n for topic, n in counts.items() if topic in HUB_TOPICS and n != expected}
 
 
 def mismatch_message(mismatches: dict[str, int], expected: int) -> str:

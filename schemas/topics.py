@@ -60,9 +60,20 @@ EVENT_TOPICS: tuple[str, ...] = tuple(dict.fromkeys(TOPIC_OF_EVENT.values()))
 
 ALL_TOPICS: tuple[str, ...] = EVENT_TOPICS + (DEADLETTER, ALERTS, AGGREGATES, AUDIT)
 
+#: Internal, worker to worker (not for agencies or dashboards): each partition's
+#: share of a ``SYNC_MISSING`` roll-up, keyed ``ward|day|partition`` and sent to
+#: the partition of ``ward|day``, where the merge stage makes one flag of them
+#: (``streams.rollup_merge``). Compacted: a newer share of the same partition replaces the older.
+ROLLUP_PARTIALS = "lienthong.rollup-partials"
+INTERNAL_TOPICS: tuple[str, ...] = (ROLLUP_PARTIALS,)
+
+#: Every topic the hub creates, all with one partition count (co-partitioning).
+HUB_TOPICS: tuple[str, ...] = ALL_TOPICS + INTERNAL_TOPICS
+
 #: Topic configs beyond the broker's defaults: the audit record is kept forever, never compacted.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     AUDIT: {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+    ROLLUP_PARTIALS: {"cleanup.policy": "compact"},
 }
 
 

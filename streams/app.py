@@ -11,6 +11,7 @@ Faust), which restores the fence too. See ``docs/exactly-once.md``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import time
@@ -28,8 +29,8 @@ from lienthong.logs import get_logger
 from lienthong.settings import Settings
 from schemas.codec import EventCodec
 from schemas.partitioning import kafka_partitioner, partition_for
-from schemas.topics import AGGREGATES, ALERTS, AUDIT, DEADLETTER, EVENT_TOPICS
-from streams import audit, changelog, faults, faust_fixes, parts
+from schemas.topics import AGGREGATES, ALERTS, AUDIT, DEADLETTER, EVENT_TOPICS, ROLLUP_PARTIALS
+from streams import audit, changelog, faults, faust_fixes, parts, rollup_merge
 from streams.exits import EXIT_CRASHED, exit_now
 from streams.flags import default_rules
 from streams.health import Health, Problem, crash_of
@@ -111,6 +112,10 @@ class Hub:
         #: Bumped when a partition is revoked: a restore that was under way for it is not adopted.
         self.epochs: dict[int, int] = {}
         self._restoring: dict[int, asyncio.Lock] = {}
+        if self.debug:
+            # Faust's and aiokafka's own account of rebalances, recovery and seeks
+            for library in ("faust", "aiokafka"):
+                logging.getLogger(library).setLevel(logging.INFO)
         self.app = self._build_app()
 
     # -- construction ---------------------------------------------------------
@@ -174,6 +179,20 @@ class Hub:
         self.events_topic = app.topic(
             *EVENT_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
+        # the merge stage of SYNC_MISSING roll-ups (streams.rollup_merge): its input and its state
+        self.partials_topic = app.topic(
+            ROLLUP_PARTIALS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+            partitions=s.partitions,
+        )
+        self.merged = app.Table(
+            rollup_merge.MERGE_TABLE,
+            default=None,
+            partitions=s.partitions,
+            key_type=str,
+            value_type=bytes,
+            help="Per ward|day: the latest roll-up partial of each partition, and the last announcement.",
+            options=ROCKSDB_OPTIONS,
+        )
 
         hub = self
 
@@ -186,6 +205,15 @@ class Hub:
                 # Faust would log it, restart the agent past the failed message and
                 # go on: that message's counts would be lost. End the worker instead;
                 # its restart re-delivers the message (docs/exactly-once.md §3).
+                exit_now(EXIT_CRASHED, "agent_crashed", error=repr(exc), exc_info=exc)
+
+        @app.agent(self.partials_topic, name="lienthong.merge-rollups")
+        async def merge_rollups(stream: faust.StreamT) -> None:
+            try:
+                async for event in stream.events():
+                    await hub.merge_partial(event.message.value or b"")
+            except Exception as exc:
+                # as count_and_flag: a partial skipped would leave its roll-up wrong
                 exit_now(EXIT_CRASHED, "agent_crashed", error=repr(exc), exc_info=exc)
 
         @app.timer(interval=s.snapshot_interval, name="lienthong.publish-snapshots")
@@ -349,7 +377,8 @@ class Hub:
                 await self.write_delta(key, existing, partition)
                 # its side effects may have died with the worker that wrote it: again
                 # (decoded only when it has some: a delta of a full batch is ~200 KB)
-                if b'"a":[' in existing or b'"d":[' in existing or b'"audit:' in existing:
+                if (b'"a":[' in existing or b'"d":[' in existing or b'"audit:' in existing
+                        or b'"partials":{' in existing):
                     delta = Delta.decode(existing)
                     await self.publish_audit(audit.record_of_delta(delta))
                     await self.announce_again(delta, message.key)
@@ -362,6 +391,7 @@ class Hub:
         await self.publish_audit(outcome.audit)
         for dead in outcome.dead_letters:
             await self.produce(DEADLETTER, message.key, dead.value, dead.headers())
+        await self.publish_partials(outcome.delta.put.get("partials"))
         await self.publish_flags(outcome.flag_changes)
         self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
                      "accepted": dict(outcome.accepted)})
@@ -417,6 +447,7 @@ class Hub:
             value, headers = dead_letter_of_record(record)
             await self.produce(DEADLETTER, key, value, headers)
         await self.publish_flags(delta.alerts)
+        await self.publish_partials(delta.put.get("partials"))
         if delta.dead or delta.alerts:
             log.info("side_effects_announced_again", topic=delta.topic, offset=delta.offset,
                      flags=len(delta.alerts), dead_letters=len(delta.dead))
@@ -519,6 +550,25 @@ class Hub:
         encode = self.codec.encode_record
         for flag in flags:
             await self.produce(ALERTS, flag["flag_id"].encode(), encode("Flag", flag))
+
+    async def publish_partials(self, partials: dict[str, Any] | None) -> None:
+        """A delta's roll-up partials onto ``lienthong.rollup-partials``, for the merge stage.
+
+        Sent again, identical, when a replayed message turns out to be applied
+        already: a partial is an absolute value, so the merge reads it twice as once.
+        """
+        if partials:
+            for key, value, partition in rollup_merge.partial_messages(partials, self.settings.partitions):
+                await self.produce(ROLLUP_PARTIALS, key, value, partition=partition)
+
+    async def merge_partial(self, value: bytes) -> None:
+        """The merge agent's step: keep the partial, announce the ward × day's flag if its status moved."""
+        group, updated, announce = rollup_merge.merge(value, self.merged.get)
+        if updated is not None:
+            self.merged[group] = updated
+        await self.publish_flags(announce)
+        if announce:
+            self.notify({"kind": "rollup", "flags": announce})
 
     def on_revoked(self, revoked: set[TP]) -> None:
         for partition in {tp.partition for tp in revoked}:

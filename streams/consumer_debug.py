@@ -13,6 +13,8 @@ from typing import Any
 
 import faust
 
+from schemas.topics import EVENT_TOPICS
+
 
 def _tps(tps: Any) -> list[str]:
     return sorted(f"{tp.topic.rsplit('.', 1)[-1]}/{tp.partition}" for tp in (tps or ()))
@@ -34,6 +36,8 @@ def consumer_state(app: faust.App) -> dict[str, Any]:
         out["can_resume_flow"] = consumer.can_resume_flow.is_set()
         out["flow_control_suspended"] = app.flow_control.is_active() is False
         out["unacked"] = len(consumer._unacked_messages)
+        out["generation"] = app.consumer_generation_id
+        out["rebalancing"] = app.rebalancing
         recovery: Any = app.tables.recovery  # type: ignore[attr-defined]
         out["in_recovery"] = recovery.in_recovery
         out["recovery_completed"] = recovery.completed.is_set()
@@ -57,7 +61,7 @@ def consumer_state(app: faust.App) -> dict[str, Any]:
                     "highwater": state.highwater,
                 }
                 for tp, state in (assignment._tp_state.items() if assignment is not None else ())
-                if tp.topic.endswith("identity")
+                if tp.topic in EVENT_TOPICS and state.highwater  # event partitions holding messages
             }
             out["client_records_buffered"] = _tps(client._fetcher._records)
         for agent in app.agents.values():

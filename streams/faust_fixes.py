@@ -1,4 +1,4 @@
-"""Four corrections to faust-streaming (and mode) that exactly-once here depends on.
+"""Five corrections to faust-streaming (and mode) that exactly-once and liveness here depend on.
 
 **Resuming flow must not drop messages** (issue 11, the "frozen" restarted
 worker). ``app.flow_control.resume()`` (mode's ``FlowControlEvent``) empties
@@ -41,6 +41,19 @@ under CPU load). An offset can then be committed while the delta that records
 its message is still in the buffer, and a SIGKILL at that moment loses the
 message for good. :func:`drain` waits until the buffer is empty.
 
+**A recovery step that times out is an error, not a stop.** Faust's
+``Recovery._wait`` bounds each step of a recovery (flush, highwaters, offsets,
+the seek back to committed offsets) by ``broker_request_timeout`` (90 s), but a
+step that times out comes back from mode's ``wait_first`` like a stopped
+service; Faust raises ``ServiceStopped`` and its recovery task leaves its loop
+for good. The worker lives on with its partitions assigned and never processes
+again: after ``on_rebalance_complete`` (the seek back is the last step), exactly
+"partitions restored, then nothing", idle in ``select``. Not measured to happen
+(the seek takes 1-2 s under load, issue 11), but nothing would say so.
+:func:`wait_recovery_step` raises :class:`RecoveryStepTimeout` naming the step:
+the app crashes and the worker exits 70 with that line (``streams.worker``),
+instead of a silent freeze. A real stop and a new rebalance behave as before.
+
 **Recovery must read to the real end.** Faust restores a table by reading its
 changelog partitions up to their end offsets (``ListOffsets``, latest) and then
 pauses them. The embedded broker (Tansu) reports some partitions' end offset
@@ -61,7 +74,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.tables.recovery import Recovery
+from faust.tables.recovery import RebalanceAgain, Recovery, ServiceStopped
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
@@ -105,6 +118,24 @@ async def seek_to_committed(self: AIOKafkaConsumerThread) -> Mapping[TP, int]:
     """Seek every partition to its committed offset, or to the start if it has none."""
     reset = str(self.app.conf.consumer_auto_offset_reset)
     return await self.call_thread(_seek_to_committed_or_start, self._ensure_consumer(), reset)  # type: ignore[no-any-return]
+
+
+class RecoveryStepTimeout(RuntimeError):
+    """A step of Faust's table recovery did not finish within ``broker_request_timeout``."""
+
+
+async def wait_recovery_step(self: Recovery, coro: Any, timeout: float | None = None) -> None:
+    """Faust's ``Recovery._wait``: a timed-out step raises as such instead of reading as a stop."""
+    signal = self.signal_recovery_start
+    step = getattr(coro, "__qualname__", repr(coro))
+    # mode types the waitable as its own Event and timeout without None; Faust passes both (as here)
+    result = await self.wait_first(coro, signal, timeout=timeout)  # type: ignore[arg-type]
+    if result.stopped:
+        if self.should_stop:
+            raise ServiceStopped()  # the service really stopped (or crashed)
+        raise RecoveryStepTimeout(f"table recovery step {step} did not finish within {timeout} s")
+    if signal in result.done:
+        raise RebalanceAgain()  # another rebalance started
 
 
 def resume_flow(self: FlowControlEvent) -> None:
@@ -181,3 +212,4 @@ def apply() -> None:
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     ProducerBuffer.flush = drain  # type: ignore[method-assign]
     Recovery._build_highwaters = build_highwaters  # type: ignore[method-assign]
+    Recovery._wait = wait_recovery_step  # type: ignore[method-assign,assignment]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.codec import EventCodec
 from schemas.errors import ContractError
-from schemas.signing import Headers, Keyring, Proof
+from schemas.signing import SIGNING_HEADERS, Headers, Keyring, Proof
 from schemas.validation import validate
 from streams import audit
 from streams.clock import local_day
@@ -60,6 +60,10 @@ class DeadLetter:
     redacted: int = 0
     #: Who signed the message, when the signature was good (the refusal is about its content).
     proof: Proof | None = None
+    #: Headers of the source message kept on its dead letter (:func:`carried_headers`):
+    #: the ``lienthong.replay.*`` lineage of a replayed message refused again, and the
+    #: signature of a message refused whole, so a raw replay of it can be verified.
+    carried: list[tuple[str, bytes]] = field(default_factory=list)
 
     def headers(self) -> list[tuple[str, bytes]]:
         headers = [
@@ -75,11 +79,32 @@ class DeadLetter:
         if self.proof is not None:
             headers.append(("lienthong.source.agency", self.proof.agency.encode()))
             headers.append(("lienthong.source.key_id", self.proof.key_id.encode()))
+        headers.extend(self.carried)
         return headers
 
     def record(self) -> dict[str, Any]:
         """As kept in the message's delta (``Delta.dead``), to be sent again on a replay."""
         return {"v": base64.b64encode(self.value).decode(), "h": [[k, v.decode()] for k, v in self.headers()]}
+
+
+#: Headers a replayed message carries (``lienthong deadletter replay``), kept on its new dead letter.
+REPLAY_HEADER_PREFIX = "lienthong.replay."
+
+
+def carried_headers(headers: Headers | None, whole: bool) -> list[tuple[str, bytes]]:
+    """What a dead letter keeps of its source message's headers, in order.
+
+    The replay lineage (``lienthong.replay.*``: a replayed message refused again
+    still names the dead letter it came from); and, for a message refused whole
+    (``whole``), its signing headers: they prove the very bytes of the dead
+    letter, so ``lienthong deadletter replay`` of it is verified like the first
+    send. An item of a batch keeps no signature (it covered the whole batch).
+    """
+    if not headers:
+        return []
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return [(k, bytes(v)) for k, v in pairs
+            if k.startswith(REPLAY_HEADER_PREFIX) or (whole and k in SIGNING_HEADERS)]
 
 
 def dead_letter_of_record(record: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
@@ -379,6 +404,9 @@ class Processor:
         if state.indexes.get(DEADLINES_LEFT, True):
             self.work_off_deadlines(change, max(watermark, state.watermark))
         state.indexes[DEADLINES_LEFT] = change.deadlines_left
+        if outcome.dead_letters and headers:
+            for dead in outcome.dead_letters:
+                dead.carried = carried_headers(headers, whole=dead.batch_index is None)
         outcome.flag_changes = change.flag_changes
         change.dead = [dead.record() for dead in outcome.dead_letters]
         outcome.delta = change.commit()

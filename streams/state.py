@@ -44,7 +44,7 @@ def dedupe_bucket(topic: str, day: str) -> str:
 
 
 #: Stores kept per partition, each a dict of key → JSON-able value.
-STORES = ("meta", "flags", "chains", "dossiers", "citizens", "pending", "rolled", "rollups")
+STORES = ("meta", "flags", "chains", "dossiers", "citizens", "pending", "rolled", "rollups", "partials")
 
 
 def counter_key(metric: str, ward: str, day: str) -> str:

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from streams.flags.rollups import rolled_subjects
+from streams.flags.rollups import is_partition_rollup, merged_rollups, rolled_subjects
 from streams.kpis import compute_kpis, filter_counters
 from streams.processor import agency_liveness
 from streams.scorecard import build_scorecard
@@ -34,6 +34,8 @@ def snapshot_of(state: PartitionState, worker: str) -> dict[str, Any]:
         "agencies": agency_liveness(state),
         # the citizen flags behind SYNC_MISSING roll-ups, for /api/flags/subjects
         "rolled": list(state.stores["rolled"].values()),
+        # this partition's shares of SYNC_MISSING roll-ups, merged into one flag per ward × day
+        "partials": list(state.stores["partials"].values()),
     }
 
 
@@ -96,13 +98,18 @@ class CityView:
             return  # moved on, but the last merge was costly: this one waits its turn
         counters: Counter[str] = Counter()
         flags: list[dict[str, Any]] = []
+        partials: list[dict[str, Any]] = []
         for _, source in sources:
             if isinstance(source, PartitionState):
                 counters.update(source.counters)
                 flags.extend(source.stores["flags"].values())
+                partials.extend(source.stores["partials"].values())
             else:
                 counters.update(source["counters"])
                 flags.extend(source["flags"])
+                partials.extend(source.get("partials", []))
+        # one SYNC_MISSING roll-up per ward × day from every partition's partial (streams.flags.rollups)
+        flags = [f for f in flags if not is_partition_rollup(f)] + merged_rollups(partials)
         self._counters, self._flags, self._cache_key = counters, flags, key
         cost = time.monotonic() - started
         self._next_refresh_at = started + REFRESH_COST_FACTOR * cost if cost > REFRESH_FREE_S else 0.0
@@ -158,18 +165,19 @@ class CityView:
             now_ms // 60_000 if still_silent else 0,
         )
         if key != self._scorecard_key:
-            behind = [m["flag"] for _, source in self._sources() for m in (
-                source.stores["rolled"].values() if isinstance(source, PartitionState) else source.get("rolled", []))]
+            behind = [m["flag"] for m in self._rolled()]
             self._scorecard = build_scorecard(self.counters.items(), flags, silences, now_ms, behind)
             self._scorecard_key = key
         return self._scorecard
 
-    def rolled_subjects(self, partition: int, key: str) -> list[dict[str, Any]]:
-        """The citizen flags behind the roll-up of group ``key`` in ``partition``."""
-        state = self.local.get(partition)
-        if state is not None:
-            return rolled_subjects(state.stores["rolled"], key)
-        return rolled_subjects((self.remote.get(partition) or {}).get("rolled", []), key)
+    def _rolled(self) -> list[dict[str, Any]]:
+        """Every partition's ``rolled`` records (the citizen flags behind roll-ups)."""
+        return [m for _, source in self._sources() for m in (
+            source.stores["rolled"].values() if isinstance(source, PartitionState) else source.get("rolled", []))]
+
+    def rolled_subjects(self, key: str) -> list[dict[str, Any]]:
+        """The citizen flags behind the roll-up of group ``key`` (``ward|day``), from every partition."""
+        return rolled_subjects(self._rolled(), key)
 
     def open_flags(self, ward: str | None = None, day: str | None = None) -> list[dict[str, Any]]:
         from streams.clock import local_day

@@ -162,8 +162,9 @@ async def healthz(request: web.Request) -> web.Response:
             "partitions_owned": sorted(hub.processor.states),
             "partitions_known": hub.view.partitions_known,
             "messages": hub.stats["messages"],
-            "first_message_at": hub.stats["first_message_at"],
-            "last_message_at": hub.stats["last_message_at"],
+            # ISO-8601 UTC like every time in the API (the worker keeps epoch seconds for its own use)
+            "first_message_at": _iso_or_none(hub.stats["first_message_at"]),
+            "last_message_at": _iso_or_none(hub.stats["last_message_at"]),
             "first_message_cpu_s": hub.stats["first_message_cpu_s"],
             "last_message_cpu_s": hub.stats["last_message_cpu_s"],
             "consumer_lag": hub.metrics.total_lag(),
@@ -173,6 +174,10 @@ async def healthz(request: web.Request) -> web.Response:
         },
         status=503 if problems else 200,
     )
+
+
+def _iso_or_none(epoch_s: float | None) -> str | None:
+    return None if epoch_s is None else iso_utc(round(epoch_s * 1000))
 
 
 def _kpis_body(hub: Hub, ward: str | None = None, day: str | None = None) -> dict[str, Any]:
@@ -256,7 +261,7 @@ async def flag_subjects(request: web.Request) -> web.Response:
     if flag is None or group is None:
         reason = "no such flag" if flag is None else "not a roll-up: no flags stand behind it"
         return web.json_response({"error": f"flag_id: {reason}", "field": "flag_id", "reason": reason}, status=404)
-    subjects = hub.view.rolled_subjects(group[1], group[0])
+    subjects = hub.view.rolled_subjects(group)
     names = city_wards()
     return web.json_response({"as_of": _as_of(), "flag": api_flag(flag, names), "count": len(subjects),
                               "subjects": [api_flag(s, names) for s in subjects]})

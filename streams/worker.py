@@ -22,6 +22,7 @@ from lienthong.broker import EmbeddedBroker
 from lienthong.logs import get_logger
 from lienthong.settings import MissingSecret, Settings
 from lienthong.topics import ensure_topics, mismatch_message, partition_mismatches, topic_partitions
+from schemas.topics import HUB_TOPICS
 from streams.app import Hub
 from streams.exits import EXIT_CRASHED, EXIT_TOPICS, exit_now
 
@@ -77,7 +78,7 @@ CRASH_POLL_S = 0.5
 def check_topics(bootstrap: str, partitions: int) -> None:
     """Create the hub's topics; stop with one line and EXIT_TOPICS if one has another count."""
     ensure_topics(bootstrap, partitions)
-    mismatches = partition_mismatches(topic_partitions(bootstrap), partitions)
+    mismatches = partition_mismatches(topic_partitions(bootstrap, HUB_TOPICS), partitions)
     if mismatches:
         log.error("topic_partitions_mismatch", error=mismatch_message(mismatches, partitions),
                   topics=mismatches, expected=partitions)

@@ -18,11 +18,19 @@ is missing wholesale:
   ``INSURANCE_SYNC`` shorter than a day, the first citizen deadline) before the
   group is decided; until then (only in a backfill that reads the police behind
   social insurance) the citizen flags of the group are held, not announced.
-* **Roll-up.** A ``SYNC_MISSING`` flag with subject
-  ``SOCIAL_INSURANCE/<ward>/<day>/p<partition>``, ``detail`` giving the count,
-  OPEN while any citizen's sync is still missing, RESOLVED when every late sync
-  has arrived; ``opened_at`` is the first citizen deadline. Only its opening and
-  resolving are announced. The citizen flags stay behind it (``rolled`` store,
+* **Partial.** Each partition writes its group's *partial* to the ``partials``
+  store (key ``ward|day``): an absolute record (ward, day, partition, the
+  partition's delta sequence, count of citizens behind, how many still open,
+  status OPEN/RESOLVED/WITHDRAWN, first deadline, evidence). It is not a flag:
+  a ward×day's cards are spread over every partition (state is per citizen).
+* **Roll-up.** :func:`merge_partials` makes **one** ``SYNC_MISSING`` flag per
+  agency × ward × day from the latest partial of every partition, subject
+  ``SOCIAL_INSURANCE/<ward>/<day>``: the count is the sum, OPEN while any
+  partial is open, RESOLVED when every one is, ``opened_at`` the first
+  deadline. The view merges the partials of all partitions for the API
+  (:mod:`streams.view`); the merge stage (:mod:`streams.rollup_merge`) announces
+  the merged flag on ``lienthong.alerts`` when its status changes. The citizen
+  flags stay behind it (``rolled`` store of each partition,
   ``GET /api/flags/subjects?flag_id=``).
 * **Released.** An insurance event for the ward dated inside the window, read
   before ``G`` passes or after, releases the group: its citizen flags become
@@ -33,6 +41,7 @@ is missing wholesale:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
@@ -49,6 +58,9 @@ AGENCY = "SOCIAL_INSURANCE"
 #: Fewest citizens a roll-up stands for: below that, the flags are shown one by one.
 ROLLUP_MIN = 3
 PENDING, ROLLED, RELEASED = "PENDING", "ROLLED", "RELEASED"
+WITHDRAWN = "WITHDRAWN"
+#: A partition's share of one ward × day's roll-up (``SyncRollup.partial``).
+Partial = dict[str, Any]
 
 
 def group_key(card: list[Any]) -> str:
@@ -56,17 +68,37 @@ def group_key(card: list[Any]) -> str:
     return f"{card[2]}|{local_day(card[0])}"
 
 
-def rollup_flag_id(key: str, partition: int) -> str:
+def rollup_subject(key: str) -> str:
+    """``SOCIAL_INSURANCE/<ward>/<day>``: one roll-up per agency × ward × day, whatever the partitions."""
     ward, day = key.split("|")
-    return flag_id("SYNC_MISSING", f"{AGENCY}/{ward}/{day}/p{partition}")
+    return f"{AGENCY}/{ward}/{day}"
 
 
-def parse_rollup_subject(subject: str) -> tuple[str, int] | None:
-    """(group key, partition) of a roll-up's subject, or None for any other subject."""
+def rollup_flag_id(key: str) -> str:
+    return flag_id("SYNC_MISSING", rollup_subject(key))
+
+
+def parse_rollup_subject(subject: str) -> str | None:
+    """The group key (``ward|day``) of a roll-up's subject, or None for any other subject.
+
+    Strict on the day, so a tally's ``<agency>/<day>/p<n>`` subject is never read as one.
+    """
     parts = subject.split("/")
-    if len(parts) != 4 or parts[0] != AGENCY or not parts[3].startswith("p") or not parts[3][1:].isdigit():
+    if len(parts) != 3 or parts[0] != AGENCY or not parts[1]:
         return None
-    return f"{parts[1]}|{parts[2]}", int(parts[3][1:])
+    try:
+        date.fromisoformat(parts[2])
+    except ValueError:
+        return None
+    return f"{parts[1]}|{parts[2]}"
+
+
+def is_partition_rollup(flag: Flag) -> bool:
+    """A roll-up flag of one partition (``.../<day>/p<n>``), as changelogs written before the merge hold.
+
+    Such flags are no longer made; the view leaves them out (the merged flag stands for them).
+    """
+    return flag["type"] == "SYNC_MISSING" and flag["subject"].startswith(AGENCY + "/")
 
 
 def _days(first: str, last: str) -> list[str]:
@@ -169,7 +201,7 @@ class SyncRollup(BaseRule):
         if group is None or group["status"] == RELEASED:
             return
         change.set("rollups", key, {"status": RELEASED, "refs": []})
-        reconcile(change, rollup_flag_id(key, change.state.partition), None)
+        self._write_partial(change, key, None)
         for fid in group["refs"]:
             member = change.get("rolled", fid)
             if member is not None:
@@ -186,44 +218,134 @@ class SyncRollup(BaseRule):
             if group is not None and group["status"] != RELEASED and at < self.window_end(key.split("|")[1]):
                 self._release(change, key)
 
-    # -- the roll-up flag -----------------------------------------------------------
+    # -- the partition's partial ----------------------------------------------------
     def _refresh(self, change: Change, key: str) -> None:
         group = change.get("rollups", key)
         if group is None or group["status"] != ROLLED:
             return
         members = [m["flag"] for fid in group["refs"] if (m := change.get("rolled", fid)) is not None]
-        reconcile(change, rollup_flag_id(key, change.state.partition), self.rollup_flag(key, members, change),
-                  announce_updates=False)
+        self._write_partial(change, key, self.partial(key, members, change.state.partition))
 
-    def rollup_flag(self, key: str, members: list[Flag], change: Change) -> Flag | None:
+    def _write_partial(self, change: Change, key: str, partial: Partial | None) -> None:
+        """Store the group's partial when it changed; ``None``: withdrawn (if there was one).
+
+        Written only on a change, so every partial the merge stage reads is news,
+        or a replay of one it has (``merge_step``).
+        """
+        current = change.get("partials", key)
+        if partial is None:
+            if current is None or current["status"] == WITHDRAWN:
+                return
+            partial = dict(current, status=WITHDRAWN, count=0, open=0, resolved_at=None, evidence=[])
+        if current is not None and _content(current) == _content(partial):
+            return
+        change.set("partials", key, dict(partial, seq=change.state.seq))
+
+    def partial(self, key: str, members: list[Flag], partition: int) -> Partial | None:
+        """This partition's share of the roll-up of group ``key`` (absolute, not an increment)."""
         if not members:
             return None
         ward, day = key.split("|")
         still_open = [m for m in members if m["status"] == "OPEN"]
-        last_day = local_day(self.window_end(day) - 1)
-        detail = (
-            f"{len(members)} ID card(s) issued on {day} in ward {ward} have no insurance sync within "
-            f"{self.sla / 3_600_000:g} h, and social insurance sent nothing for this ward from {day} to "
-            f"{last_day} (partition {change.state.partition}); {len(still_open)} still missing"
-        )
-        resolved_at = None if still_open else max(int(m["resolved_at"]) for m in members)
-        if resolved_at is not None:
-            detail += f"; the last late sync at {iso_utc(resolved_at)}"
         ordered = sorted(members, key=lambda m: (m["opened_at"], m["subject"]))
-        return make_flag(
-            "SYNC_MISSING",
-            status="OPEN" if still_open else "RESOLVED",
-            agency=AGENCY,
-            ward=ward,
-            subject=f"{AGENCY}/{ward}/{day}/p{change.state.partition}",
-            opened_at=ordered[0]["opened_at"],
-            resolved_at=resolved_at,
-            detail=detail,
-            evidence=[m["evidence"][0] for m in ordered[:EVIDENCE_CAP]],
-        )
+        return {
+            "ward": ward,
+            "day": day,
+            "partition": partition,
+            "seq": 0,  # set by _write_partial: the delta that writes it
+            "count": len(members),
+            "open": len(still_open),
+            "status": "OPEN" if still_open else "RESOLVED",
+            "opened_at": int(ordered[0]["opened_at"]),
+            "resolved_at": None if still_open else max(int(m["resolved_at"]) for m in members),
+            "until": local_day(self.window_end(day) - 1),
+            "sla_ms": self.sla,
+            "evidence": [[int(m["opened_at"]), m["evidence"][0]] for m in ordered[:EVIDENCE_CAP]],
+        }
 
 
-def rolled_subjects(rolled: dict[str, Any] | list[Any], key: str) -> list[Flag]:
-    """The citizen flags behind the roll-up of group ``key``, from a ``rolled`` store (or its values)."""
-    values = rolled.values() if isinstance(rolled, dict) else rolled
-    return sorted((m["flag"] for m in values if m["group"] == key), key=lambda f: (f["opened_at"], f["subject"]))
+
+def _content(partial: Partial) -> Partial:
+    return {k: v for k, v in partial.items() if k != "seq"}
+
+
+def merge_partials(partials: Iterable[Partial]) -> Flag | None:
+    """The one roll-up flag of a ward × day, from the latest partial of each partition.
+
+    OPEN while any partial is open, RESOLVED once every one is; the count is the
+    sum; ``opened_at`` the first deadline of all; evidence the earliest cards.
+    None when no partition holds a citizen behind it (withdrawn).
+    """
+    live = [p for p in partials if p["status"] != WITHDRAWN and p["count"] > 0]
+    if not live:
+        return None
+    ward, day = live[0]["ward"], live[0]["day"]
+    count, still_open = sum(p["count"] for p in live), sum(p["open"] for p in live)
+    hours = max(p["sla_ms"] for p in live) / 3_600_000
+    detail = (
+        f"{count} ID card(s) issued on {day} in ward {ward} have no insurance sync within {hours:g} h, and "
+        f"social insurance sent nothing for this ward from {day} to {max(p['until'] for p in live)}; "
+        f"{still_open} still missing"
+    )
+    resolved_at = None if still_open else max(int(p["resolved_at"]) for p in live)
+    if resolved_at is not None:
+        detail += f"; the last late sync at {iso_utc(resolved_at)}"
+    evidence = sorted(tuple(e) for p in live for e in p["evidence"])[:EVIDENCE_CAP]
+    return make_flag(
+        "SYNC_MISSING",
+        status="OPEN" if still_open else "RESOLVED",
+        agency=AGENCY,
+        ward=ward,
+        subject=rollup_subject(f"{ward}|{day}"),
+        opened_at=min(int(p["opened_at"]) for p in live),
+        resolved_at=resolved_at,
+        detail=detail,
+        evidence=[str(e[1]) for e in evidence],
+    )
+
+
+def merge_step(entry: dict[str, Any] | None, partial: Partial) -> tuple[dict[str, Any], list[Flag]]:
+    """The merge stage's state of one ward × day after one partial, and what to announce.
+
+    ``entry``: ``{"partials": {partition: latest partial}, "announced": last flag
+    announced or None}``. Partials are absolute values that replace each other
+    (newest delta sequence of their partition wins), so a replayed or duplicated
+    partial changes nothing; it announces the last announcement again (its send
+    may have died with the worker: alerts are at-least-once, consumers dedupe by
+    ``flag_id`` + ``status``). A new merged status is announced once; a change of
+    count alone is not (like a tally), the API shows it.
+    """
+    entry = entry or {"partials": {}, "announced": None}
+    source = str(partial["partition"])
+    current = entry["partials"].get(source)
+    announced = entry["announced"]
+    if current is not None and int(current["seq"]) > int(partial["seq"]):
+        return entry, []  # older than what this partition already said (a zombie's late send)
+    if current == partial:
+        return entry, [announced] if announced is not None else []
+    before = merge_partials(entry["partials"].values())
+    partials = dict(entry["partials"], **{source: partial})
+    merged = merge_partials(partials.values())
+    out: list[Flag] = []
+    if merged is None:
+        if announced is not None and announced["status"] != WITHDRAWN:
+            out = [dict(before or announced, status=WITHDRAWN)]
+    elif announced is None or announced["status"] != merged["status"]:
+        out = [merged]
+    return {"partials": partials, "announced": out[-1] if out else announced}, out
+
+
+def merged_rollups(partials: Iterable[Partial]) -> list[Flag]:
+    """Every roll-up flag, from the partials of all partitions (latest per partition and group)."""
+    groups: dict[str, dict[int, Partial]] = {}
+    for p in partials:
+        kept = groups.setdefault(f"{p['ward']}|{p['day']}", {})
+        current = kept.get(int(p["partition"]))
+        if current is None or int(p["seq"]) >= int(current["seq"]):
+            kept[int(p["partition"])] = p
+    return [flag for group in groups.values() if (flag := merge_partials(group.values())) is not None]
+
+
+def rolled_subjects(rolled: Iterable[Any], key: str) -> list[Flag]:
+    """The citizen flags behind the roll-up of group ``key``, from ``rolled`` store values (any partitions)."""
+    return sorted((m["flag"] for m in rolled if m["group"] == key), key=lambda f: (f["opened_at"], f["subject"]))

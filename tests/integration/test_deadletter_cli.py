@@ -189,6 +189,20 @@ def test_replay_by_id_sends_the_same_bytes_back_and_counts_once(broker, workers,
     assert all(dict(m.headers)["lienthong.signature"] == signature for m in copies)  # same bytes, same proof
 
 
+def test_a_replay_refused_again_is_dead_lettered_with_its_lineage(broker, dead_letters, tmp_path):
+    """The agency has not fixed the ward yet: the replayed card is refused again, and says where it came from."""
+    first = listed(broker, tmp_path, "--field", "ward_code")[0]
+    result = cli(broker, tmp_path, "replay", first["id"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    wait_for(lambda: dead_letters.kpis()["events_dead_lettered"] == 6, 60, what="the replay refused again")
+    again = [m for m in read_topic(broker, DEADLETTER) if any(k == "lienthong.replay.of" for k, _ in m.headers)]
+    assert len(again) == 1
+    headers = dict(again[0].headers)
+    assert headers["lienthong.replay.of"] == f"{DEADLETTER}/{first['id'].replace(':', '/')}".encode()
+    assert headers["lienthong.replay.corrected"] == b"false" and b"ward" in headers["lienthong.replay.reason"]
+    assert b"ward" in headers["lienthong.reason"] and headers["lienthong.source.topic"] == IDENTITY.encode()
+
+
 def test_a_redacted_dead_letter_is_not_replayed_as_it_is(broker, workers, tmp_path):
     workers()
     put_dead_letter(broker, b"masked", b"k", HEALTH, 1, ("lienthong.redacted", b"true"))

@@ -6,8 +6,10 @@ compares the KPIs with a truth computed from the events that were published.
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import time
 import urllib.request
 import uuid
 from collections import Counter
@@ -219,8 +221,55 @@ def test_ward_sums_equal_city_totals_across_partitions(broker, workers):
 BACKLOG_RUNS = 3
 BACKLOG_EVENTS = 40_000
 FULL_BATCH = 500
+#: A worker left short of the truth that handles nothing for this long is frozen.
+STALL_S = 60
+#: The most one kill → restart run may take (its own waits: a worker up 90 s, the kill
+#: point 180 s, the restart up 90 s, catching up 180 s). The test's time limit follows
+#: from it: under four other suites a run takes minutes, and pytest's default limit
+#: (300 s for the whole test) once ended a slow run that only looked frozen.
+RUN_BUDGET_S = 90 + 180 + 90 + 180
 
 
+def state_of(worker: WorkerProcess) -> str:
+    """What a stuck worker says of itself: /healthz and its last lines that are not per-message."""
+    try:
+        health = json.dumps(worker.get("/healthz"))
+    except Exception as exc:  # noqa: BLE001 - it may not answer at all
+        health = repr(exc)
+    lines = [line for line in worker.log_path.read_text(errors="replace").splitlines()
+             if '"message_handled"' not in line]
+    return f"healthz: {health}\nlog tail:\n" + "\n".join(line[:2000] for line in lines[-12:])
+
+
+def wait_exact_or_frozen(worker: WorkerProcess, expected: dict[str, int], limit: float = 180) -> None:
+    """Wait for the truth; fail at once when the worker stops moving short of it, saying where it stands.
+
+    Slowness is not a freeze: a worker that keeps handling messages (replays the
+    fence skips included) is given the whole ``limit``.
+    """
+    deadline = time.monotonic() + limit
+    progress, moved = None, time.monotonic()
+    last: dict[str, int] | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = counted(worker)
+            # progress of any kind: messages handled (fence-skipped replays too), events counted
+            now = (processed_messages(worker), last["events_total"])
+        except Exception:  # noqa: BLE001 - busy or restarting: not an answer either way
+            now = progress
+        if last == expected:
+            return
+        if now != progress:
+            progress, moved = now, time.monotonic()
+        elif time.monotonic() - moved > STALL_S:
+            raise AssertionError(f"frozen: nothing handled for {STALL_S}s at (messages, events) {progress}, "
+                                 f"counted {last}, expected {expected}\n{state_of(worker)}")
+        time.sleep(0.5)
+    raise AssertionError(f"slow, not frozen: still moving after {limit}s at {progress}, counted {last}, "
+                         f"expected {expected}\n{state_of(worker)}")
+
+
+@pytest.mark.timeout(BACKLOG_RUNS * RUN_BUDGET_S + 120)
 @pytest.mark.parametrize("mode", ["restart", "takeover", "restart-disk", "takeover-disk"])
 def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, mode):
     """Issue 11: a worker killed anywhere in a backlog of full batches must never leave the city short.
@@ -230,7 +279,8 @@ def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, m
     70% of its share, then either restarted on the same data dir (``restart``) or
     its partitions taken over by the other worker (``takeover``); the worker left
     must reach the truth. ``-disk``: with partition state on disk (a restart
-    reopens the victim's own databases).
+    reopens the victim's own databases). Its workers log Faust's consumer state
+    (``LIENTHONG_DEBUG_CONSUMER``), so a run that freezes says why.
     """
     events = city_events(BACKLOG_EVENTS, seed=11)
     with Publisher(broker, connector="test", batch_size=FULL_BATCH, linger=3600) as publisher:
@@ -240,7 +290,8 @@ def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, m
     messages = BACKLOG_EVENTS // FULL_BATCH
     rng = random.Random(f"{mode}-kills")
     for run in range(BACKLOG_RUNS):
-        group = {"LIENTHONG_APP_ID": f"lienthong-{mode}-{run}", **(ON_DISK if mode.endswith("-disk") else {})}
+        group = {"LIENTHONG_APP_ID": f"lienthong-{mode}-{run}", "LIENTHONG_DEBUG_CONSUMER": "5",
+                 **(ON_DISK if mode.endswith("-disk") else {})}
         victim = workers(name=f"{mode}-{run}-a", **group)
         survivor = workers(name=f"{mode}-{run}-b", **group) if mode.startswith("takeover") else None
         share = messages // (2 if survivor else 1)
@@ -250,5 +301,5 @@ def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, m
         victim.kill()
         if survivor is None:
             survivor = workers(name=f"{mode}-{run}-a", **group)  # same name: same data dir
-        wait_exact(survivor, expected, timeout=180)
+        wait_exact_or_frozen(survivor, expected)
         survivor.kill()

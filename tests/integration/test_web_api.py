@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,6 +22,8 @@ from tests.support import hub_env, run_cli, wait_for
 pytestmark = pytest.mark.integration
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+#: Every time in the API: ISO-8601 UTC with milliseconds.
+ISO_MS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
 def import_id_cards(broker: str, tmp_path: Path, count: int, name: str = "cards.csv") -> None:
@@ -234,3 +238,15 @@ def test_rates_with_nothing_to_divide_by_are_null(broker, workers, tmp_path):
     kpis = wait_for(lambda: (k := worker.kpis())["id_cards_issued"] == 10 and k, 60, what="10 ID cards")
     assert kpis["procedures_on_time_rate"] is None and kpis["welfare_cashless_share"] is None
     assert set(kpis["residence_online_rate"].values()) == {None}
+
+
+def test_healthz_gives_the_first_and_latest_message_times_in_iso_utc(broker, workers, tmp_path):
+    from bench.throughput import epoch_s
+
+    worker = workers()
+    assert worker.get("/healthz")["first_message_at"] is None  # nothing processed yet
+    import_id_cards(broker, tmp_path, 5)
+    health = wait_for(lambda: (h := worker.get("/healthz"))["messages"] and h, 60, what="a message")
+    first, last = health["first_message_at"], health["last_message_at"]
+    assert re.fullmatch(ISO_MS, first) and re.fullmatch(ISO_MS, last)
+    assert epoch_s(first) <= epoch_s(last) <= time.time() + 1

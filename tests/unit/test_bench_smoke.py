@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from bench.profile_processor import run_bare_decode, run_processor, totals
 from bench.workload import build_events, encode_messages
 
@@ -71,3 +73,28 @@ def test_a_backfill_of_the_bench_workload_raises_no_flag_a_live_run_would_not():
         churn = measure(events, order, batch_size=200, partitions=4, live=live)
         assert churn.spurious == []
         assert churn.same_final_flags
+
+
+def test_latency_is_from_each_publish_to_the_first_counters_that_show_it():
+    from bench.peer import latencies_of
+
+    sent = [10.0, 10.5, 11.0, 11.5]
+    seen = [(10.2, 0), (11.2, 2), (12.0, 3)]  # the 4th never shown
+    latencies, unseen = latencies_of(sent, seen)
+    assert [round(x, 3) for x in latencies] == [1.2, 0.7, 1.0] and unseen == 1
+
+
+def test_lienthong_bench_peer_runs_both_sides_on_the_same_events_and_prints_the_figures(capsys):
+    """The peer bench end to end on a tiny input (figures printed, never asserted on)."""
+    pytest.importorskip("quixstreams", reason="the bench extra: pip install -e '.[bench]'")
+    from bench.peer import main
+
+    figures = main(events=300, batch_size=50)
+    assert figures.events == 300
+    assert figures.singles is not None and figures.singles.counted == 300
+    assert figures.batched is not None and figures.batched.counted == 300
+    assert figures.peer is not None and figures.peer.counted + figures.peer.duplicates == 300
+    unique = len({e["event_id"] for e in build_events(300, seed=6)})
+    assert figures.peer.counted == unique  # the peer dedupes as we do
+    out = capsys.readouterr().out
+    assert "peer: Quix Streams, single JSON messages" in out and "ours single-event / peer: x" in out

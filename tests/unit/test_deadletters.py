@@ -61,6 +61,13 @@ def test_a_redacted_dead_letter_is_refused_for_a_raw_replay() -> None:
         raw_replay(letter(HEALTH, ("lienthong.redacted", b"true")))
 
 
+def test_a_dead_letter_with_any_count_of_masked_values_is_refused_for_a_raw_replay() -> None:
+    for count in (b"1", b"2", b"12"):
+        with pytest.raises(ReplayRefused, match="redacted"):
+            raw_replay(letter(HEALTH, ("lienthong.redacted", count)))
+    assert raw_replay(letter(HEALTH, ("lienthong.redacted", b"0")))[0] == HEALTH
+
+
 def test_lineage_moves_the_reason_headers_and_keeps_the_senders() -> None:
     sent = letter(IDENTITY, ("lienthong.agency", b"POLICE"), ("lienthong.signature", b"sig"))
     raw = dict(lineage(sent, corrected=False))
@@ -76,6 +83,34 @@ def test_a_replayed_letter_replayed_again_has_one_lineage_not_two() -> None:
     once = letter(IDENTITY)
     twice = DeadLetterRecord(3, 1, T0, None, b"x", once.headers + lineage(once, corrected=False))
     assert [k for k, _ in lineage(twice, corrected=False)].count("lienthong.replay.of") == 1
+
+
+def test_a_replayed_message_refused_again_keeps_its_replay_lineage_on_the_new_dead_letter() -> None:
+    from streams.processor import Processor
+
+    replayed = lineage(letter(IDENTITY), corrected=False)
+    outcome = Processor().process(IDENTITY, 5, 41, b"\x00still not avro", T0, headers=replayed)
+    [dead] = outcome.dead_letters
+    headers = dead.headers()
+    assert [h for h in headers if h[0].startswith("lienthong.replay.")] == [
+        h for h in replayed if h[0].startswith("lienthong.replay.")]
+    assert dict(headers)["lienthong.source.offset"] == b"41"  # where the replay itself was read
+    assert outcome.delta is not None and outcome.delta.dead[0]["h"] == [[k, v.decode()] for k, v in headers]
+
+
+def test_a_message_refused_whole_keeps_its_signature_so_a_raw_replay_can_be_verified() -> None:
+    from streams.processor import Processor
+
+    signed = [("lienthong.agency", b"POLICE"), ("lienthong.key_id", b"k1"), ("lienthong.signature", b"sig")]
+    [dead] = Processor().process(IDENTITY, 5, 41, b"\x00not avro", T0, headers=signed).dead_letters
+    assert [h for h in dead.headers() if h[0] in ("lienthong.agency", "lienthong.key_id", "lienthong.signature")] == signed
+
+
+def test_a_message_that_is_not_a_replay_has_no_lineage_on_its_dead_letter() -> None:
+    from streams.processor import Processor
+
+    [dead] = Processor().process(IDENTITY, 5, 41, b"\x00not avro", T0).dead_letters
+    assert not any(k.startswith("lienthong.replay.") for k, _ in dead.headers())
 
 
 def test_an_avro_event_decodes_with_iso_times_and_garbage_does_not() -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from faust.tables.recovery import RebalanceAgain, ServiceStopped
+from mode import Service
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from streams import faust_fixes
@@ -39,3 +42,48 @@ def test_resuming_after_a_suspension_still_drops_what_was_queued_before_it():
         return queue.qsize()
 
     assert asyncio.run(run()) == 0
+
+
+class RecoveryLike(Service):
+    """Just what Faust's ``Recovery._wait`` uses: mode's ``wait_first`` and the new-rebalance signal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signal_recovery_start = asyncio.Event()
+
+
+def test_a_recovery_step_that_times_out_is_an_error_naming_it_not_a_stop():
+    async def run() -> None:
+        recovery = RecoveryLike()
+        await faust_fixes.wait_recovery_step(recovery, asyncio.sleep(10), timeout=0.05)  # type: ignore[arg-type]
+
+    with pytest.raises(faust_fixes.RecoveryStepTimeout, match="sleep"):
+        asyncio.run(run())
+
+
+def test_a_recovery_step_of_a_stopped_service_still_reads_as_a_stop():
+    async def run() -> None:
+        recovery = RecoveryLike()
+        await recovery.stop()
+        await faust_fixes.wait_recovery_step(recovery, asyncio.sleep(10), timeout=0.05)  # type: ignore[arg-type]
+
+    with pytest.raises(ServiceStopped):
+        asyncio.run(run())
+
+
+def test_a_new_rebalance_during_a_recovery_step_still_restarts_the_recovery():
+    async def run() -> None:
+        recovery = RecoveryLike()
+        recovery.signal_recovery_start.set()
+        await faust_fixes.wait_recovery_step(recovery, asyncio.sleep(10), timeout=5)  # type: ignore[arg-type]
+
+    with pytest.raises(RebalanceAgain):
+        asyncio.run(run())
+
+
+def test_a_recovery_step_that_finishes_in_time_returns():
+    async def run() -> None:
+        recovery = RecoveryLike()
+        await faust_fixes.wait_recovery_step(recovery, asyncio.sleep(0.01), timeout=5)  # type: ignore[arg-type]
+
+    asyncio.run(run())
