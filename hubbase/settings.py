@@ -85,6 +85,12 @@ class Settings:
     #: Event-id dedupe is exact for events up to this many days behind the newest
     #: event of their topic; older ones are dead-lettered (docs/exactly-once.md §3a).
     dedupe_horizon_days: float = 30.0
+    #: Where partition state lives: ``memory`` (folded from the changelog at every
+    #: start) or ``disk`` (one RocksDB database per partition, reopened on restart;
+    #: docs/exactly-once.md §4).
+    state_store: str = "memory"
+    #: Values cached in memory per on-disk store and partition (``state_store=disk``).
+    state_cache: int = 2000
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -113,6 +119,8 @@ class Settings:
             deadline_step=int(_env("DEADLINE_STEP", "500")),
             max_record_bytes=int(_env("MAX_RECORD_BYTES", str(1024 * 1024))),
             dedupe_horizon_days=float(_env("DEDUPE_HORIZON_DAYS", "30")),
+            state_store=_env("STATE_STORE", "memory"),
+            state_cache=int(_env("STATE_CACHE", "2000")),
         )
 
     def with_(self, **changes: object) -> Settings:

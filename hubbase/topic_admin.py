@@ -18,8 +18,13 @@ from hubbase.kafka_security import kafka_python_config
 from schemas.topics import ALL_TOPICS, HUB_TOPICS, TOPIC_CONFIGS
 
 
-def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = HUB_TOPICS, timeout: float = 30.0) -> None:
-    """Create missing topics; all with the same partition count (co-partitioning)."""
+def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = HUB_TOPICS, timeout: float = 30.0,
+                  configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create missing topics; all with the same partition count (co-partitioning).
+
+    ``configs``: topic configs by topic, over the hub's own (``TOPIC_CONFIGS``).
+    """
+    configs = {**TOPIC_CONFIGS, **(configs or {})}
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -31,7 +36,7 @@ def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = HUB
             time.sleep(0.5)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(t, partitions, 1, topic_configs=TOPIC_CONFIGS.get(t, {})) for t in topics if t not in existing]
+        missing = [NewTopic(t, partitions, 1, topic_configs=configs.get(t, {})) for t in topics if t not in existing]
         if missing:
             try:
                 admin.create_topics(missing)

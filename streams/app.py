@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import orjson
 from faust.types import TP
 
 from hubbase.kafka_security import faust_credentials
@@ -28,7 +29,7 @@ from hubbase.settings import Settings
 from schemas.codec import EventCodec
 from schemas.partitioning import kafka_partitioner
 from schemas.topics import EVENT_TOPICS, ROLLUP_PARTIALS
-from streams import audit, faults, faust_fixes, parts, rollup_merge
+from streams import audit, changelog, faults, faust_fixes, parts, rollup_merge
 from streams.api.live import Listeners
 from streams.api.metrics import HubMetrics
 from streams.exits import EXIT_CRASHED, exit_now
@@ -36,10 +37,12 @@ from streams.flags import default_rules
 from streams.health import Health, Problem, crash_of
 from streams.output import Output
 from streams.processor import Outcome, Processor
+from streams.restore import DiskStates
 from streams.silence import SilenceMonitor, owns_publisher_partition
 from streams.sla import resolve_sla, sla_ms
 from streams.snapshots import Snapshots
 from streams.state import Delta, PartitionState, delta_key, partition_of_delta_key
+from streams.store import DiskPartitionState
 from streams.view import CityView, snapshot_of
 
 log = get_logger(__name__)
@@ -88,6 +91,18 @@ class Hub:
         self.fault = faults.armed()
         #: LIENTHONG_DEBUG_CONSUMER: log Faust's consumer state periodically and every message handled
         self.debug = float(os.environ.get("LIENTHONG_DEBUG_CONSUMER") or 0)
+        #: Partition states opened since start by source, and deltas folded from the changelog.
+        self.restores: dict[str, int] = {"local store": 0, "changelog": 0, "deltas": 0}
+        #: LIENTHONG_STATE_STORE=disk: partition state in RocksDB databases of its own,
+        #: reopened on restart instead of folding the changelog (docs/exactly-once.md §4).
+        self.disk: DiskStates | None = None
+        if settings.state_store == "disk":
+            self.changelog = changelog.changelog_topic(settings.app_id)
+            self.disk = DiskStates(settings.data_dir / "state" / self.worker_name, bootstrap, self.changelog,
+                                   settings.state_cache)
+        #: Bumped when a partition is revoked: a restore that was under way for it is not adopted.
+        self.epochs: dict[int, int] = {}
+        self._restoring: dict[int, asyncio.Lock] = {}
         if self.debug:
             # Faust's and aiokafka's own account of rebalances, recovery and seeks
             for library in ("faust", "aiokafka"):
@@ -146,20 +161,32 @@ class Hub:
             # SASL/TLS from LIENTHONG_KAFKA_* (None: plaintext)
             broker_credentials=faust_credentials(),
         )
-        self.deltas = app.Table(
-            "deltas",
-            default=None,
-            partitions=s.partitions,
-            key_type=str,
-            # bytes: Hub encodes each delta once (Delta.encode); Faust's default JSON
-            # value serializer would encode it twice (local store and changelog).
-            value_type=bytes,
-            help="One record per processed source message: the offset-fenced state delta.",
-            # RocksDB, one database per partition: Faust's defaults (64 MiB × 3 write
-            # buffers, a 2 GiB block cache) would keep a whole backfill's deltas in
-            # memory; the state the worker reads is in PartitionState anyway.
-            options=ROCKSDB_OPTIONS,
-        )
+        if self.disk is not None:
+            # the changelog is written by hand (streams.changelog): no Faust table, so no
+            # table recovery reading the whole changelog at every start
+            from hubbase.topic_admin import ensure_topics
+
+            ensure_topics(self.bootstrap, s.partitions, (self.changelog,),
+                          configs={self.changelog: {"cleanup.policy": "compact"}})
+            # written as the table wrote it: through Faust's producer buffer (the agent does not
+            # wait for each record), which Faust drains before it commits source offsets
+            self.changelog_topic = app.topic(self.changelog, key_type=bytes, value_type=bytes,
+                                             key_serializer="raw", value_serializer="raw")
+        else:
+            self.deltas = app.Table(
+                "deltas",
+                default=None,
+                partitions=s.partitions,
+                key_type=str,
+                # bytes: Hub encodes each delta once (Delta.encode); Faust's default JSON
+                # value serializer would encode it twice (local store and changelog).
+                value_type=bytes,
+                help="One record per processed source message: the offset-fenced state delta.",
+                # RocksDB, one database per partition: Faust's defaults (64 MiB × 3 write
+                # buffers, a 2 GiB block cache) would keep a whole backfill's deltas in
+                # memory; the state the worker reads is in PartitionState anyway.
+                options=ROCKSDB_OPTIONS,
+            )
         self.events_topic = app.topic(
             *EVENT_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
@@ -204,6 +231,11 @@ class Hub:
         async def publish_snapshots() -> None:
             await hub.snapshots.publish()
 
+        if self.disk is not None:
+            @app.timer(interval=5.0, name="lienthong.forget-committed-deltas")
+            async def forget_committed() -> None:
+                hub.forget_committed_deltas()
+
         @app.timer(interval=1.0, name="lienthong.idle-sources")
         async def watch_idle_sources() -> None:
             await hub.refresh_idle()
@@ -239,8 +271,8 @@ class Hub:
         async def on_rebalance_complete(app: faust.App, **_: Any) -> None:
             # The delta table is recovered now: fold every owned partition, so the
             # view is live for them even before their next message arrives.
-            for partition in sorted(hub.assigned_partitions()):
-                hub.owned_state(partition)
+            # (with state on disk, all at once: each is mostly waiting on the broker)
+            await asyncio.gather(*(hub.ensure_state(partition) for partition in sorted(hub.assigned_partitions())))
             if hub.fault is not None and hub.fault.kind == "recovery_hang":
                 await asyncio.sleep(3600)  # tests: a recovery that never finishes
             hub.health.recovered()
@@ -266,13 +298,62 @@ class Hub:
                      **({"applied": state.applied} if self.debug else {}))
         return state
 
+    async def ensure_state(self, partition: int) -> PartitionState | None:
+        """The live state of a partition; with state on disk, opened or rebuilt on first use.
+
+        None when the partition was revoked while its state was being rebuilt (its
+        messages are the next owner's).
+        """
+        if self.disk is None:
+            return self.owned_state(partition)
+        state = self.processor.states.get(partition)
+        if state is not None:
+            return state
+        async with self._restoring.setdefault(partition, asyncio.Lock()):
+            state = self.processor.states.get(partition)
+            if state is not None:
+                return state
+            if partition not in self.assigned_partitions():
+                return None  # revoked before its turn came: never adopt a state this worker does not own
+            epoch = self.epochs.get(partition, 0)
+            started = time.monotonic()
+            opened = await self.disk.open(partition, lambda topic: self.committed_offset(topic, partition))
+            if epoch != self.epochs.get(partition, 0) or partition not in self.assigned_partitions():
+                opened.state.db.close()
+                log.info("partition_restore_abandoned", partition=partition)
+                return None
+            self.processor.adopt(opened.state)
+            self.restores[opened.source] += 1
+            self.restores["deltas"] += opened.deltas
+            log.info("partition_restored", partition=partition, source=opened.source, deltas=opened.deltas,
+                     seq=opened.state.seq, seconds=round(time.monotonic() - started, 3),
+                     **({"applied": opened.state.applied} if self.debug else {}))
+            return opened.state
+
+    def committed_offset(self, topic: str, partition: int) -> int | None:
+        """The source offset Faust last committed (or sought to) for ``topic``/``partition``; None: unknown."""
+        consumer: Any = self.app.consumer  # Faust keeps them in its private map
+        committed = consumer._committed_offset.get(TP(topic, partition))
+        return committed if isinstance(committed, int) else None
+
+    def forget_committed_deltas(self) -> None:
+        """Drop kept deltas whose messages are committed: the changelog has them (streams.store)."""
+        for partition, state in list(self.processor.states.items()):
+            if not isinstance(state, DiskPartitionState):
+                continue
+            for topic in list(state.applied):
+                committed = self.committed_offset(topic, partition)
+                if committed is not None and committed > 1:
+                    state.db.forget_kept_below(topic, committed - 1)
+
     def assigned_partitions(self) -> set[int]:
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in EVENT_TOPICS}
 
     async def handle(self, event: faust.EventT) -> Outcome:
         message = event.message
         topic, partition, offset = message.topic, message.partition, message.offset
-        self.owned_state(partition)
+        if await self.ensure_state(partition) is None:
+            return Outcome(skipped=True)  # revoked while restoring: the next owner's
         self.last_heard[(topic, partition)] = time.monotonic()
         idle = self.idle.get(partition, frozenset())
         if topic in idle:
@@ -302,9 +383,9 @@ class Hub:
             # harmless if the changelog has it, and it repairs a local store that
             # got the write before the crash while the changelog did not.
             self.stats["skipped"] += 1
-            existing = self.stored_delta(key)
+            existing = self.stored_delta(key, partition, topic, offset)
             if existing is not None:
-                self.write_delta(key, existing)
+                await self.write_delta(key, existing, partition)
                 # its side effects may have died with the worker that wrote it: again
                 # (decoded only when it has some: a delta of a full batch is ~200 KB)
                 if (b'"a":[' in existing or b'"d":[' in existing or b'"audit:' in existing
@@ -314,7 +395,7 @@ class Hub:
                     await self.output.announce_again(delta, message.key)
             return outcome
         assert outcome.delta is not None
-        self.write_delta(key, outcome.delta.encode())
+        await self.write_delta(key, outcome.delta.encoded or outcome.delta.encode(), partition)
         fault = self.fault
         if fault is not None and fault.kind in faults.PER_MESSAGE and stats["messages"] == fault.at_message:
             await self._inject_fault()
@@ -327,20 +408,40 @@ class Hub:
                      "accepted": dict(outcome.accepted)})
         return outcome
 
-    def write_delta(self, key: str, value: bytes) -> None:
-        """One table record, or its parts when it is larger than a record may be (streams.parts)."""
+    async def write_delta(self, key: str, value: bytes, partition: int) -> None:
+        """One changelog record, or its parts when it is larger than a record may be (streams.parts).
+
+        Through the table, or with state on disk straight to the changelog partition
+        (streams.changelog), marked with the writing database and sequence.
+        """
         pieces = parts.split(value, self.settings.max_record_bytes)
-        if len(pieces) == 1:
+        state = self.processor.states.get(partition)
+        if self.disk is not None and isinstance(state, DiskPartitionState):
+            headers = changelog.headers_of(state.db.writer, state.seq)
+            keys = [key] if len(pieces) == 1 else [parts.part_key(key, i) for i in range(len(pieces))]
+            for piece_key, piece in zip(keys, pieces, strict=True):
+                self.changelog_topic.send_soon(key=orjson.dumps(piece_key), value=piece, partition=partition,
+                                               headers=headers)
+        elif len(pieces) == 1:
             self.deltas[key] = value
             return
-        for index, piece in enumerate(pieces):
-            self.deltas[parts.part_key(key, index)] = piece
+        else:
+            for index, piece in enumerate(pieces):
+                self.deltas[parts.part_key(key, index)] = piece
+        if len(pieces) == 1:
+            return
         # topic and offset rather than the key: a 12-digit offset reads as an ID number to the log scrubber
         log.info("delta_split", topic=key.split("|")[1], offset=int(key.rsplit("|", 1)[1]), bytes=len(value),
                  parts=len(pieces))
 
-    def stored_delta(self, key: str) -> bytes | None:
-        """The delta stored under ``key``, whole or assembled from all of its parts (None: not all there)."""
+    def stored_delta(self, key: str, partition: int, topic: str, offset: int) -> bytes | None:
+        """The delta stored under ``key``, whole or assembled from all of its parts (None: not all there).
+
+        With state on disk: the delta kept in the partition's database until its offset is committed.
+        """
+        state = self.processor.states.get(partition)
+        if isinstance(state, DiskPartitionState):
+            return state.db.kept(topic, offset)
         whole = self.deltas.get(key)
         if whole is not None:
             return bytes(whole)
@@ -407,11 +508,14 @@ class Hub:
 
     def on_revoked(self, revoked: set[TP]) -> None:
         for partition in {tp.partition for tp in revoked}:
+            self.epochs[partition] = self.epochs.get(partition, 0) + 1
             state = self.processor.states.get(partition)
             if state is not None:
                 # the new owner's snapshots replace it; until then the view keeps ours
                 self.view.accept_snapshot(snapshot_of(state, self.worker_name))
             self.processor.drop(partition)
+            if isinstance(state, DiskPartitionState):
+                state.db.close()
             self.snapshots.forget(partition)
         log.info("partitions_revoked", partitions=sorted({tp.partition for tp in revoked}))
 

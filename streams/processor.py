@@ -396,8 +396,8 @@ class Processor:
             for dead in outcome.dead_letters:
                 dead.carried = carried_headers(headers, whole=dead.batch_index is None)
         outcome.flag_changes = change.flag_changes
+        change.dead = [dead.record() for dead in outcome.dead_letters]
         outcome.delta = change.commit()
-        outcome.delta.dead = [dead.record() for dead in outcome.dead_letters]
         return outcome
 
 

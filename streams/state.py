@@ -84,6 +84,9 @@ class Delta:
     dead: list[dict[str, Any]] = field(default_factory=list)
     #: Dedupe buckets this message expired (their day fell out of the horizon), JSON ``x``.
     expired: list[str] = field(default_factory=list)
+    #: The delta's encoding once made (:meth:`encode`), so the state on disk and the
+    #: changelog share it; not part of the JSON.
+    encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         out = {"s": self.seq, "t": self.topic, "o": self.offset, "i": self.inc, "n": self.seen, "p": self.put}
@@ -200,6 +203,8 @@ class Change:
         self.put: dict[str, dict[str, Any]] = {}
         #: Flags opened or resolved by this change, for the alerts topic.
         self.flag_changes: list[dict[str, Any]] = []
+        #: Dead letters of the message as kept in its delta (``Delta.dead``).
+        self.dead: list[dict[str, Any]] = []
 
     def count(self, metric: str, ward: str, day: str, n: int = 1) -> None:
         key = f"{metric}|{ward}|{day}"  # counter_key, inlined: several calls per event
@@ -250,7 +255,8 @@ class Change:
 
     def items(self, store: str) -> Iterable[tuple[str, Any]]:
         """Current items of a store including this change's writes."""
-        merged = dict(self.state.stores.get(store, {}))
+        target = self.state.stores.get(store)
+        merged = {} if target is None else dict(target.items())
         for key, value in self.put.get(store, {}).items():
             if value is None:
                 merged.pop(key, None)
@@ -267,6 +273,7 @@ class Change:
             seen=self.seen_order,
             put=self.put,
             alerts=self.flag_changes,
+            dead=self.dead,
             expired=self.expired,
         )
 

@@ -39,6 +39,11 @@ def snapshot_of(state: PartitionState, worker: str) -> dict[str, Any]:
     }
 
 
+#: See ``CityView._next_refresh_at``; a merge under REFRESH_FREE_S seconds is never held back.
+REFRESH_COST_FACTOR = 20.0
+REFRESH_FREE_S = 0.05
+
+
 class CityView:
     def __init__(self) -> None:
         self.local: dict[int, PartitionState] = {}
@@ -50,6 +55,10 @@ class CityView:
         self._agencies_key: tuple[Any, ...] | None = None
         self._scorecard: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
         self._scorecard_key: tuple[Any, ...] | None = None
+        #: A merge that cost T seconds is redone at the earliest REFRESH_COST_FACTOR × T later
+        #: (monotonic time), so polling the API in a backfill cannot take the worker's time:
+        #: with state on disk the merge reads every flag of every owned partition.
+        self._next_refresh_at = 0.0
         #: Flags kept outside partition state (AGENCY_SILENT, wall clock): callables
         #: returning the current ones, merged into ``flags`` on every read.
         self.live_flags: list[Callable[[], list[dict[str, Any]]]] = []
@@ -84,6 +93,9 @@ class CityView:
         sources, key = self._version()
         if key == self._cache_key:
             return
+        started = time.monotonic()
+        if self._cache_key is not None and started < self._next_refresh_at:
+            return  # moved on, but the last merge was costly: this one waits its turn
         counters: Counter[str] = Counter()
         flags: list[dict[str, Any]] = []
         partials: list[dict[str, Any]] = []
@@ -99,6 +111,8 @@ class CityView:
         # one SYNC_MISSING roll-up per ward × day from every partition's partial (streams.flags.rollups)
         flags = [f for f in flags if not is_partition_rollup(f)] + merged_rollups(partials)
         self._counters, self._flags, self._cache_key = counters, flags, key
+        cost = time.monotonic() - started
+        self._next_refresh_at = started + REFRESH_COST_FACTOR * cost if cost > REFRESH_FREE_S else 0.0
 
     @property
     def counters(self) -> Counter[str]:

@@ -112,6 +112,19 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "lienthong_partitions_owned", "Event partitions this worker owns.", value=len(hub.partitions_owned)
         )
+        restores = GaugeMetricFamily(
+            "lienthong_partitions_restored",
+            "Partition states opened since start, by source (local store, or rebuilt from the changelog).",
+            labels=["source"],
+        )
+        opened: dict[str, int] = getattr(hub, "restores", {})  # a hub without partition restores: none
+        restores.add_metric(["local store"], opened.get("local store", 0))
+        restores.add_metric(["changelog"], opened.get("changelog", 0))
+        yield restores
+        yield GaugeMetricFamily(
+            "lienthong_changelog_deltas_folded", "Deltas read back from the changelog since start (restores).",
+            value=opened.get("deltas", 0),
+        )
         yield from scorecard_families(hub.view.scorecard(list(hub.silence_periods), int(now_ms))[0])
 
         found = {problem.kind for problem in self.metrics.problems}

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from typing import Any
@@ -105,10 +107,32 @@ def test_the_same_events_published_twice_count_once(broker, workers):
     wait_exact(worker, expected)
 
 
-@pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
+#: Partition state on disk (streams/store.py), reopened on restart instead of folded from the changelog.
+ON_DISK = {"LIENTHONG_STATE_STORE": "disk"}
+
+
+def restore_figures(worker: WorkerProcess) -> dict[str, int]:
+    """Partitions opened from the local store / rebuilt from the changelog, and deltas read back."""
+    text = urllib.request.urlopen(f"{worker.url}/metrics", timeout=10).read().decode()
+
+    def value(pattern: str) -> int:
+        found = re.search(pattern + r" ([0-9.e+]+)", text)
+        assert found, f"{pattern} not in /metrics"
+        return int(float(found.group(1)))
+
+    return {
+        "local": value(r'lienthong_partitions_restored\{source="local store"\}'),
+        "changelog": value(r'lienthong_partitions_restored\{source="changelog"\}'),
+        "deltas": value("lienthong_changelog_deltas_folded"),
+    }
+
+
+@pytest.mark.parametrize("store", ["rocksdb://", "memory://", "disk"])
 def test_a_worker_killed_mid_stream_and_restarted_ends_exact(broker, workers, store):
     events = city_events(12_000, seed=2, duplicates=300)
-    worker = workers(name="crashy", store=store)
+    env = ON_DISK if store == "disk" else {}
+    store = "rocksdb://" if store == "disk" else store
+    worker = workers(name="crashy", store=store, **env)
     # one event per message: a long stream of small messages, so kills land mid-stream
     publish(broker, events[:4000], batch_size=1)
     publish(broker, events[4000:], batch_size=25)
@@ -118,14 +142,48 @@ def test_a_worker_killed_mid_stream_and_restarted_ends_exact(broker, workers, st
         wait_for(lambda: processed_messages(worker) >= 500 or None, 120, interval=0.02,
                  what="500 messages processed by this incarnation")
         worker.kill()
-        worker = workers(name="crashy", store=store)  # same name: same local data dir
+        worker = workers(name="crashy", store=store, **env)  # same name: same local data dir
     wait_exact(worker, truth(events))
 
 
-def test_two_workers_one_killed_end_exact(broker, workers):
+def test_a_restart_on_an_intact_local_store_reads_no_delta_back_and_ends_exact(broker, workers):
+    events = city_events(6_000, seed=6, duplicates=100)
+    worker = workers(name="steady", store="rocksdb://", **ON_DISK)
+    publish(broker, events[:4000], batch_size=25)
+    wait_exact(worker, truth(events[:4000]))
+    first = restore_figures(worker)
+    assert first["changelog"] == 8 and first["deltas"] == 0  # a new worker: nothing to fold
+    worker.kill()
+    worker = workers(name="steady", store="rocksdb://", **ON_DISK)  # same name: its own databases
+    publish(broker, events[4000:], batch_size=25)
+    wait_exact(worker, truth(events))
+    assert restore_figures(worker) == {"local": 8, "changelog": 0, "deltas": 0}
+
+
+def test_a_worker_whose_local_store_is_behind_the_changelog_rebuilds_it_and_ends_exact(broker, workers):
+    """Another worker went on with the partitions meanwhile: the old databases are not trusted."""
+    events = city_events(6_000, seed=7, duplicates=100)
+    first = workers(name="left", store="rocksdb://", **ON_DISK)
+    publish(broker, events[:3000], batch_size=25)
+    wait_exact(first, truth(events[:3000]))
+    first.kill()
+    second = workers(name="right", store="rocksdb://", **ON_DISK)
+    publish(broker, events[3000:5000], batch_size=25)
+    wait_exact(second, truth(events[:5000]))
+    second.kill()
+    first = workers(name="left", store="rocksdb://", **ON_DISK)
+    publish(broker, events[5000:], batch_size=25)
+    wait_exact(first, truth(events))
+    figures = restore_figures(first)
+    assert figures["changelog"] == 8 and figures["deltas"] > 0
+
+
+@pytest.mark.parametrize("state", ["memory", "disk"])
+def test_two_workers_one_killed_end_exact(broker, workers, state):
     events = city_events(10_000, seed=3, duplicates=200)
-    first = workers(name="first")
-    second = workers(name="second")
+    env = ON_DISK if state == "disk" else {}
+    first = workers(name="first", **env)
+    second = workers(name="second", **env)
     wait_for(lambda: len(first.get("/healthz")["partitions_owned"]) < 8, 60,
              what="the two workers to share the partitions")
     publish(broker, events[:3000], batch_size=1)
@@ -212,7 +270,7 @@ def wait_exact_or_frozen(worker: WorkerProcess, expected: dict[str, int], limit:
 
 
 @pytest.mark.timeout(BACKLOG_RUNS * RUN_BUDGET_S + 120)
-@pytest.mark.parametrize("mode", ["restart", "takeover"])
+@pytest.mark.parametrize("mode", ["restart", "takeover", "restart-disk", "takeover-disk"])
 def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, mode):
     """Issue 11: a worker killed anywhere in a backlog of full batches must never leave the city short.
 
@@ -220,7 +278,8 @@ def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, m
     the same backlog: one worker is SIGKILLed at a random point between 10% and
     70% of its share, then either restarted on the same data dir (``restart``) or
     its partitions taken over by the other worker (``takeover``); the worker left
-    must reach the truth. Its workers log Faust's consumer state
+    must reach the truth. ``-disk``: with partition state on disk (a restart
+    reopens the victim's own databases). Its workers log Faust's consumer state
     (``LIENTHONG_DEBUG_CONSUMER``), so a run that freezes says why.
     """
     events = city_events(BACKLOG_EVENTS, seed=11)
@@ -231,9 +290,10 @@ def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, m
     messages = BACKLOG_EVENTS // FULL_BATCH
     rng = random.Random(f"{mode}-kills")
     for run in range(BACKLOG_RUNS):
-        group = {"LIENTHONG_APP_ID": f"lienthong-{mode}-{run}", "LIENTHONG_DEBUG_CONSUMER": "5"}
+        group = {"LIENTHONG_APP_ID": f"lienthong-{mode}-{run}", "LIENTHONG_DEBUG_CONSUMER": "5",
+                 **(ON_DISK if mode.endswith("-disk") else {})}
         victim = workers(name=f"{mode}-{run}-a", **group)
-        survivor = workers(name=f"{mode}-{run}-b", **group) if mode == "takeover" else None
+        survivor = workers(name=f"{mode}-{run}-b", **group) if mode.startswith("takeover") else None
         share = messages // (2 if survivor else 1)
         at = int(rng.uniform(0.10, 0.70) * share)
         wait_for(lambda: processed_messages(victim) >= at or None, 180, interval=0.02,

@@ -1,0 +1,330 @@
+"""A partition's state on disk: one RocksDB database per partition, small caches in front.
+
+:class:`streams.state.PartitionState` keeps everything in Python dicts, so a
+worker's memory grows with every citizen, dossier, flag and event id it has
+ever seen, and a restart must fold every delta again. :class:`DiskPartitionState`
+keeps the same state in a rocksdict database of its own (outside Faust's
+tables) and only bounded LRU caches in memory:
+
+* **Per-subject stores** (citizens, dossiers, chains, flags, pending deadlines,
+  rolled-up flags and their groups) are :class:`DiskMap` s: read through a
+  cache of at most ``cache_entries`` values each, iterated from disk.
+* **Seen event ids** are keys ``n|<bucket>|<id>`` (a bloom filter answers the
+  usual "never seen" without a disk read); a bucket that leaves the dedupe
+  horizon is one range delete.
+* **Counters** and the small ``meta`` store stay in memory too (bounded by
+  wards × days × metrics, and by topics and agencies), and are written through.
+* **The fence** (``applied[topic]``), the sequence number and the message's
+  encoded delta are written in the **same** ``WriteBatch`` as the state they
+  guard: on disk, a message is applied entirely or not at all, so a worker
+  restarted on its own database reads the fence and goes on, without folding
+  the changelog (docs/exactly-once.md §4).
+
+The encoded delta is kept (``k|<topic>|<offset>``) until its source offset is
+committed (:meth:`PartitionDB.forget_kept_below`): a SIGKILL after the batch and
+before the producer flushed leaves the database ahead of the changelog; the
+message is then re-delivered, skipped by the fence, and its kept delta is sent
+to the changelog again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import rocksdict
+
+from streams.state import STORES, Delta, PartitionState
+
+#: Stores small enough to live in memory (and written through to disk).
+RESIDENT_STORES = ("meta",)
+#: Per-subject stores: on disk, read through a bounded cache.
+DISK_STORES = tuple(s for s in STORES if s not in RESIDENT_STORES)
+
+#: Default values cached per disk store and partition (``LIENTHONG_STATE_CACHE``).
+DEFAULT_CACHE_ENTRIES = 2000
+
+_ID = b"m|id"
+_SEQ = b"m|seq"
+_MISSING = object()
+
+
+def _end_of(prefix: bytes) -> bytes:
+    """The smallest key after every key starting with ``prefix`` (prefixes end in ``|``, and ``}`` follows it)."""
+    return prefix[:-1] + b"}"
+
+
+_BLOCK_CACHE: list[rocksdict.Cache] = []
+
+
+def _block_cache() -> rocksdict.Cache:
+    """One block cache (16 MiB) for every partition database of the process, not one each."""
+    if not _BLOCK_CACHE:
+        _BLOCK_CACHE.append(rocksdict.Cache(16 * 1024 * 1024))
+    return _BLOCK_CACHE[0]
+
+
+class PartitionDB:
+    """The rocksdict database of one partition (raw bytes keys and values)."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(10, False)
+        table.set_block_cache(_block_cache())
+        options.set_block_based_table_factory(table)
+        options.set_write_buffer_size(4 * 1024 * 1024)
+        options.set_max_write_buffer_number(2)
+        self.path = path
+        self.db = rocksdict.Rdict(str(path), options)
+        writer = self.db.get(_ID)
+        if writer is None:
+            writer = uuid.uuid4().hex.encode()
+            self.db.put(_ID, writer)
+        #: Names this database in the changelog records it writes (``lienthong.writer``).
+        self.writer: str = writer.decode()
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.db.get(key)
+        return None if value is None else bytes(value)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Keys and values starting with ``prefix``, in key order."""
+        for key, value in self.db.items(from_key=prefix):
+            assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def write(self, batch: rocksdict.WriteBatch) -> None:
+        self.db.write(batch)
+
+    def kept(self, topic: str, offset: int) -> bytes | None:
+        """The encoded delta of a message, while its offset is not committed."""
+        return self.get(_kept_key(topic, offset))
+
+    def forget_kept_below(self, topic: str, offset: int) -> None:
+        """Drop the kept deltas of ``topic`` below ``offset`` (committed: the changelog has them)."""
+        self.db.delete_range(b"k|%s|" % topic.encode(), _kept_key(topic, offset))
+
+    def close(self) -> None:
+        self.db.close()
+
+    @staticmethod
+    def destroy(path: Path) -> None:
+        """Remove a database that is not to be trusted (another worker wrote after it)."""
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _kept_key(topic: str, offset: int) -> bytes:
+    return b"k|%s|%012d" % (topic.encode(), offset)
+
+
+class DiskMap(MutableMapping[str, Any]):
+    """One store of one partition on disk, read through an LRU cache of ``limit`` values."""
+
+    def __init__(self, db: PartitionDB, store: str, limit: int) -> None:
+        self.db = db
+        self.prefix = b"s|%s|" % store.encode()
+        self.limit = limit
+        self.cache: OrderedDict[str, Any] = OrderedDict()
+
+    def __getitem__(self, key: str) -> Any:
+        cache = self.cache
+        value = cache.get(key, _MISSING)
+        if value is not _MISSING:
+            cache.move_to_end(key)
+            return value
+        raw = self.db.get(self.prefix + key.encode())
+        if raw is None:
+            raise KeyError(key)
+        value = orjson.loads(raw)
+        self._remember(key, value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]  # hot path: no KeyError
+        cache = self.cache
+        value = cache.get(key, _MISSING)
+        if value is not _MISSING:
+            cache.move_to_end(key)
+            return value
+        raw = self.db.db.get(self.prefix + key.encode())
+        if raw is None:
+            return default
+        value = orjson.loads(raw)
+        self._remember(key, value)
+        return value
+
+    def _remember(self, key: str, value: Any) -> None:
+        cache = self.cache
+        cache[key] = value
+        cache.move_to_end(key)
+        if len(cache) > self.limit:
+            cache.popitem(last=False)
+
+    def write(self, batch: rocksdict.WriteBatch, key: str, value: Any) -> None:
+        """Put (``None``: delete) ``key`` in ``batch``; the cache follows at once."""
+        if value is None:
+            batch.delete(self.prefix + key.encode())
+            self.cache.pop(key, None)
+        else:
+            batch.put(self.prefix + key.encode(), orjson.dumps(value))
+            self._remember(key, value)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        self.write(batch, key, value)
+        self.db.write(batch)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self[key] = None
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, _MISSING) is not _MISSING
+
+    def __iter__(self) -> Iterator[str]:
+        size = len(self.prefix)
+        for key, _ in self.db.scan(self.prefix):
+            yield key[size:].decode()
+
+    def items(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]  # an iterator, not a view: read from disk
+        size = len(self.prefix)
+        for key, raw in self.db.scan(self.prefix):
+            yield key[size:].decode(), orjson.loads(raw)
+
+    def values(self) -> Iterator[Any]:  # type: ignore[override]
+        for _, value in self.items():
+            yield value
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.db.scan(self.prefix))
+
+
+class ResidentMap(dict[str, Any]):
+    """A small store kept whole in memory and written through to disk (``meta``)."""
+
+    def __init__(self, db: PartitionDB, store: str) -> None:
+        super().__init__()
+        self.prefix = b"s|%s|" % store.encode()
+        size = len(self.prefix)
+        for key, raw in db.scan(self.prefix):
+            super().__setitem__(key[size:].decode(), orjson.loads(raw))
+
+    def write(self, batch: rocksdict.WriteBatch, key: str, value: Any) -> None:
+        if value is None:
+            batch.delete(self.prefix + key.encode())
+            self.pop(key, None)
+        else:
+            batch.put(self.prefix + key.encode(), orjson.dumps(value))
+            self[key] = value
+
+
+class SeenBucket:
+    """Event ids of one dedupe bucket, on disk: ``id in bucket`` is one lookup."""
+
+    def __init__(self, db: PartitionDB, bucket: str) -> None:
+        self.db = db
+        self.prefix = b"n|%s|" % bucket.encode()
+
+    def __contains__(self, event_id: object) -> bool:
+        return isinstance(event_id, str) and self.db.get(self.prefix + event_id.encode()) is not None
+
+
+class SeenIds:
+    """Seen event ids by dedupe bucket, as ``PartitionState.seen`` is read (``get``, iteration)."""
+
+    def __init__(self, db: PartitionDB) -> None:
+        self.db = db
+        self.buckets: dict[str, SeenBucket] = {
+            key[2:].decode(): SeenBucket(db, key[2:].decode()) for key, _ in db.scan(b"b|")
+        }
+
+    def get(self, bucket: str) -> SeenBucket | None:
+        return self.buckets.get(bucket)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.buckets))
+
+    def __contains__(self, bucket: object) -> bool:
+        return bucket in self.buckets
+
+    def add(self, batch: rocksdict.WriteBatch, bucket: str, ids: list[str]) -> None:
+        if bucket not in self.buckets:
+            self.buckets[bucket] = SeenBucket(self.db, bucket)
+            batch.put(b"b|" + bucket.encode(), b"")
+        prefix = self.buckets[bucket].prefix
+        for event_id in ids:
+            batch.put(prefix + event_id.encode(), b"")
+
+    def forget(self, batch: rocksdict.WriteBatch, bucket: str) -> None:
+        kept = self.buckets.pop(bucket, None)
+        if kept is not None:
+            batch.delete_range(kept.prefix, _end_of(kept.prefix))
+            batch.delete(b"b|" + bucket.encode())
+
+
+class DiskPartitionState(PartitionState):
+    """A :class:`PartitionState` whose state lives in a :class:`PartitionDB`.
+
+    Opening it on an existing database *is* the restore: fence, sequence,
+    counters and ``meta`` are read, the rest is read on demand.
+    """
+
+    def __init__(self, partition: int, db: PartitionDB, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
+        super().__init__(partition)
+        self.db = db
+        #: Keep each applied delta's encoding until its offset is committed (False while folding a changelog).
+        self.keep_deltas = True
+        raw_seq = db.get(_SEQ)
+        self.seq = int(raw_seq) if raw_seq is not None else 0
+        self.applied = {key[2:].decode(): int(value) for key, value in db.scan(b"f|")}
+        for key, value in db.scan(b"c|"):
+            self.counters[key[2:].decode()] = int(value)
+        self.seen = SeenIds(db)  # type: ignore[assignment]  # the same reads as the dict of sets
+        stores: dict[str, Any] = {name: ResidentMap(db, name) for name in RESIDENT_STORES}
+        stores.update({name: DiskMap(db, name, cache_entries) for name in DISK_STORES})
+        self.stores = stores
+
+    @property
+    def is_new(self) -> bool:
+        """Nothing was ever applied to this database."""
+        return not self.applied
+
+    def apply(self, delta: Delta) -> None:
+        if self.is_applied(delta.topic, delta.offset):
+            return
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        counters = self.counters
+        counters.update(delta.inc)
+        for key in delta.inc:
+            batch.put(b"c|" + key.encode(), str(counters[key]).encode())
+        seen: SeenIds = self.seen  # type: ignore[assignment]
+        for bucket, ids in delta.seen.items():
+            seen.add(batch, bucket, ids)
+        for bucket in delta.expired:
+            seen.forget(batch, bucket)
+        for store, changes in delta.put.items():
+            target: Any = self.stores.get(store)
+            if target is None:  # a store this version does not know: kept on disk all the same
+                target = self.stores[store] = DiskMap(self.db, store, 0)  # type: ignore[assignment]
+            for key, value in changes.items():
+                target.write(batch, key, value)
+        batch.put(b"f|" + delta.topic.encode(), str(delta.offset).encode())
+        self.applied[delta.topic] = delta.offset
+        self.seq = max(self.seq, delta.seq + 1)
+        batch.put(_SEQ, str(self.seq).encode())
+        if self.keep_deltas:
+            if delta.encoded is None:
+                delta.encoded = delta.encode()
+            batch.put(_kept_key(delta.topic, delta.offset), delta.encoded)
+        self.db.write(batch)
+        self.version += 1
