@@ -20,6 +20,8 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -103,6 +105,26 @@ def aiokafka_config(security: KafkaSecurity | None = None) -> dict[str, Any]:
     if s.tls:
         config["ssl_context"] = s.ssl_context()
     return config
+
+
+async def side_reader(bootstrap: str, *, fetch_wait_ms: int, fetch_bytes: int) -> AIOKafkaConsumer:
+    """A started aiokafka consumer outside any group, for partitions it is assigned by hand.
+
+    The worker's side reads (a changelog's tail or end, a partition restored by
+    hand) must not join the worker's group nor commit offsets; they differ only
+    in how long a fetch waits and how much it may return.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=fetch_wait_ms,
+        max_partition_fetch_bytes=fetch_bytes,
+        fetch_max_bytes=fetch_bytes,
+        **aiokafka_config(),
+    )
+    await consumer.start()
+    return consumer
 
 
 def faust_credentials(security: KafkaSecurity | None = None) -> Any:

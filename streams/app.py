@@ -420,8 +420,7 @@ class Hub:
             headers = changelog.headers_of(state.db.writer, state.seq)
             keys = [key] if len(pieces) == 1 else [parts.part_key(key, i) for i in range(len(pieces))]
             for piece_key, piece in zip(keys, pieces, strict=True):
-                self.changelog_topic.send_soon(key=orjson.dumps(piece_key), value=piece, partition=partition,
-                                               headers=headers)
+                self.output.changelog_soon(self.changelog_topic, orjson.dumps(piece_key), piece, partition, headers)
         elif len(pieces) == 1:
             self.deltas[key] = value
             return

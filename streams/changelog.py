@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from hubbase.kafka_security import aiokafka_config
+from hubbase.kafka_security import side_reader
 
 WRITER_HEADER = "lienthong.writer"
 SEQ_HEADER = "lienthong.seq"
@@ -69,17 +69,7 @@ def tail_of(record: ConsumerRecord) -> Tail:  # type: ignore[type-arg]
 
 
 async def _consumer(bootstrap: str) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=FETCH_WAIT_MS,
-        max_partition_fetch_bytes=FETCH_BYTES,
-        fetch_max_bytes=FETCH_BYTES,
-        **aiokafka_config(),
-    )
-    await consumer.start()
-    return consumer
+    return await side_reader(bootstrap, fetch_wait_ms=FETCH_WAIT_MS, fetch_bytes=FETCH_BYTES)
 
 
 async def read(bootstrap: str, topic: str, partition: int, tail_only: bool = False

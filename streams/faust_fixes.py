@@ -73,14 +73,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from faust.tables.recovery import RebalanceAgain, Recovery, ServiceStopped
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
 
-from hubbase.kafka_security import aiokafka_config
+from hubbase.kafka_security import side_reader
 from hubbase.logs import get_logger
 
 log = get_logger(__name__)
@@ -155,16 +155,7 @@ async def read_to_end(bootstrap: str, reported: Mapping[TP, int]) -> dict[TP, in
     that finds nothing after the last record found is the end.
     """
     ends = dict(reported)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=END_PROBE_WAIT_MS,
-        max_partition_fetch_bytes=END_PROBE_FETCH_BYTES,
-        fetch_max_bytes=END_PROBE_FETCH_BYTES,
-        **aiokafka_config(),
-    )
-    await consumer.start()
+    consumer = await side_reader(bootstrap, fetch_wait_ms=END_PROBE_WAIT_MS, fetch_bytes=END_PROBE_FETCH_BYTES)
     try:
         by_tp = {TopicPartition(tp.topic, tp.partition): tp for tp in reported}
         consumer.assign(list(by_tp))

@@ -64,6 +64,16 @@ class Output:
             partition = partition_for(key, len(await producer.partitions_for(topic)))
         return await producer.send(topic, value, key=key, partition=partition, headers=headers)
 
+    def changelog_soon(self, topic: faust.TopicT, key: bytes, value: bytes, partition: int,
+                       headers: list[tuple[str, bytes]]) -> None:
+        """A delta (or part) onto the ``deltas`` changelog written by hand (state on disk).
+
+        Through Faust's producer buffer as a table writes its changelog: the agent
+        does not wait for each record, and Faust drains the buffer before it
+        commits source offsets, so a committed message's delta is on the broker.
+        """
+        topic.send_soon(key=key, value=value, partition=partition, headers=headers)
+
     async def flush(self) -> None:
         await self.app.producer.flush()
 
