@@ -4,9 +4,9 @@ An event type is its Avro schema (``schemas/avro/<Name>/v<N>.avsc``, the fields)
 plus one :class:`EventContract` below (how the hub treats it): the topic it travels
 on, the agency that may publish it, the envelope fields its Kafka key is taken from,
 whether its ``occurred_at`` moves event time (a heartbeat's is wall-clock time),
-whether it concerns a citizen in a ward, whether it needs a dossier id, and the
-counters it adds 1 to (``streams/counting.py``; checked against it by
-``tests/unit/test_contracts.py``). ``TOPIC_OF_EVENT``, ``SOURCE_OF_EVENT`` and the
+whether it concerns a citizen in a ward, whether it needs a dossier id, whether
+it is only a liveness signal (not a counted event), and the counters it adds 1 to
+(``streams/counting.py``; checked against it by ``tests/unit/test_contracts.py``). ``TOPIC_OF_EVENT``, ``SOURCE_OF_EVENT`` and the
 other per-type lookups are views of this table, so adding a counted event type is
 its ``.avsc`` and one line here (and the simulator's generator).
 """
@@ -53,6 +53,9 @@ class EventContract:
     about_a_citizen: bool = True
     #: It starts or steps a dossier and cannot be joined without ``correlation_id``.
     needs_correlation: bool = False
+    #: It is a liveness signal, not a counted event: it adds only its own counters
+    #: (no ``events_total``, ``events:<type>`` or ``agency:<source>``, no ward, no dossier).
+    liveness_signal: bool = False
 
     def __post_init__(self) -> None:
         if self.agency is not None and self.agency not in AGENCIES:
@@ -77,7 +80,8 @@ CONTRACTS: tuple[EventContract, ...] = (
     EventContract("ProcedureCompleted", PROCEDURES, "PORTAL", ("procedures_completed",), needs_correlation=True),
     EventContract("WelfarePaid", WELFARE, "LABOUR", ("welfare_payments", "welfare_cashless", "welfare_amount_vnd")),
     EventContract("FuneralAllowanceGranted", WELFARE, "LABOUR", ("funeral_allowances",)),
-    EventContract(HEARTBEAT, HEARTBEATS, None, ("heartbeats",), moves_event_time=False, about_a_citizen=False),
+    EventContract(HEARTBEAT, HEARTBEATS, None, ("heartbeats",), moves_event_time=False, about_a_citizen=False,
+                  liveness_signal=True),
 )
 
 #: Event type → its contract.
@@ -92,6 +96,8 @@ NEEDS_CORRELATION: frozenset[str] = frozenset(c.event_type for c in CONTRACTS if
 WALL_CLOCK_EVENTS: frozenset[str] = frozenset(c.event_type for c in CONTRACTS if not c.moves_event_time)
 #: Event types with no citizen and no ward (their ``citizen_ref`` and ``ward_code`` are empty).
 NOT_ABOUT_A_CITIZEN: frozenset[str] = frozenset(c.event_type for c in CONTRACTS if not c.about_a_citizen)
+#: Event types that only say a connector is alive: not counted as events.
+LIVENESS_SIGNALS: frozenset[str] = frozenset(c.event_type for c in CONTRACTS if c.liveness_signal)
 
 
 def events_of_agency(agency: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.contracts import LIVENESS_SIGNALS
 from streams.clock import local_day
 from streams.state import Change
 
@@ -86,7 +87,7 @@ def count_event(event: Event, change: Change) -> None:
     kind = event["event_type"]
     ward = event["ward_code"]
     day = local_day(event["occurred_at"])
-    if kind == "ConnectorHeartbeat":
+    if kind in LIVENESS_SIGNALS:  # a heartbeat: only its own counter, citywide (it has no ward)
         change.count("heartbeats", "", day)
         return
     # Every counter of an event shares its "|ward|day" key suffix: build it once and

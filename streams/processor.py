@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.codec import EventCodec
+from schemas.contracts import WALL_CLOCK_EVENTS
 from schemas.errors import ContractError
 from schemas.signing import SIGNING_HEADERS, Headers, Keyring, Proof
 from schemas.validation import validate
@@ -364,7 +365,7 @@ class Processor:
             for hook in hooks_for(event["event_type"]):
                 hook(event, change)
             # heartbeats carry wall-clock time; only agency events move event time
-            if event["event_type"] != "ConnectorHeartbeat":
+            if event["event_type"] not in WALL_CLOCK_EVENTS:
                 at = event["occurred_at"]
                 # the scorecard's sharing delay: event time → hub time (the message's Kafka time)
                 change.count(delay_counter(source, at, timestamp), event["ward_code"], local_day(at))

@@ -9,16 +9,15 @@ in any cross-topic interleaving ends with the same flags.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from schemas.personal_ids import ID_SHAPE
 from streams.state import Change
 
 Flag = dict[str, Any]
 
 #: Evidence lists are capped: a flag is a pointer into the data, not a copy of it.
 EVIDENCE_CAP = 20
-_ID_NUMBER = re.compile(r"(?<!\d)\d{12}(?!\d)")
 
 
 def flag_id(flag_type: str, subject: str) -> str:
@@ -27,7 +26,7 @@ def flag_id(flag_type: str, subject: str) -> str:
 
 def scrub(text: str) -> str:
     """Mask anything shaped like a 12-digit personal ID number (e.g. in a free-text reason)."""
-    return _ID_NUMBER.sub("•" * 12, text)[:500]
+    return ID_SHAPE.sub("•" * 12, text)[:500]
 
 
 def make_flag(

@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
-from schemas.contracts import SOURCE_OF_EVENT, TOPIC_OF_EVENT
+from schemas.contracts import SOURCE_OF_EVENT, TOPIC_OF_EVENT, WALL_CLOCK_EVENTS
 from schemas.errors import ContractError
 from streams.clock import CITY_TZ, local_day
 from streams.flags.deadlines import Deadlines
@@ -144,7 +144,7 @@ class LateEventRule(BaseRule):
         self.lateness = sla_ms(sla, "LATE_EVENT")
 
     def on_event(self, event: Event, change: Change) -> None:
-        if event["event_type"] == "ConnectorHeartbeat":
+        if event["event_type"] in WALL_CLOCK_EVENTS:
             return  # heartbeats carry wall-clock time, not event time
         key = f"watermark:{change.topic}"
         topic_watermark = int(change.get("meta", key, 0) or 0)

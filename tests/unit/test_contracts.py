@@ -13,6 +13,7 @@ from schemas.contracts import (
     CONTRACT_OF,
     CONTRACTS,
     HEARTBEAT,
+    LIVENESS_SIGNALS,
     NEEDS_CORRELATION,
     SOURCE_OF_EVENT,
     TOPIC_OF_EVENT,
@@ -47,6 +48,31 @@ def test_the_lookups_are_views_of_the_table():
 
 def test_only_the_heartbeat_carries_wall_clock_time():
     assert WALL_CLOCK_EVENTS == {HEARTBEAT}
+
+
+def test_only_the_heartbeat_is_a_liveness_signal_and_it_adds_only_its_own_counter():
+    from streams.counting import count_event
+    from streams.state import Change, PartitionState
+
+    assert LIVENESS_SIGNALS == {HEARTBEAT}
+    change = Change(PartitionState(0), "lienthong.heartbeats", 0)
+    count_event({"event_type": HEARTBEAT, "ward_code": "", "source": "POLICE", "occurred_at": START,
+                 "connector": "pol-1", "sent_total": 3}, change)
+    assert change.inc == {"heartbeats||2024-06-01": 1}
+
+
+def test_no_python_module_spells_the_heartbeat_or_the_id_number_pattern_itself():
+    """Each vocabulary is declared once: the contract table and schemas/personal_ids.py."""
+    root = Path(__file__).resolve().parents[2]
+    copies = [
+        f"{path.relative_to(root)}:{n}"
+        for folder in ("connectors", "streams", "schemas", "hubbase", "lienthong")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path.name not in {"contracts.py", "personal_ids.py"}
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if '"ConnectorHeartbeat"' in line or re.search(r"\\d\{12\}|\[0-9\]\{12\}", line)
+    ]
+    assert copies == []
 
 
 def test_a_contract_names_a_known_agency():

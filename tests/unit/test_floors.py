@@ -145,3 +145,67 @@ def test_the_import_reader_sees_a_cycle_when_there_is_one() -> None:
 
 def test_the_import_reader_resolves_the_imports_of_a_known_module() -> None:
     assert "hubbase.settings" in GRAPH["streams.worker"]
+
+
+def test_the_import_reader_sees_imports_inside_functions_and_methods(tmp_path: Path) -> None:
+    """A lazy import is still a dependency: one slipped through from streams/app.py before."""
+    module = tmp_path / "app.py"
+    module.write_text(
+        "import os\n"
+        "def start():\n"
+        "    from lienthong.topics import ensure_topics\n"
+        "class Hub:\n"
+        "    def run(self):\n"
+        "        import hubbase.broker\n"
+        "        if self:\n"
+        "            from . import web\n",
+        encoding="utf-8",
+    )
+    seen = set(_imported("streams.app", module))
+    assert {"os", "lienthong.topics", "hubbase.broker", "streams.web"} <= seen
+
+
+#: Calls that hand a record to a Kafka producer (aiokafka's or Faust's, a topic's or an agent's).
+PRODUCER_CALLS = {"send", "send_soon", "send_and_wait", "_ensure_producer"}
+
+
+def _producer_calls(source: str) -> list[str]:
+    """The calls in ``source`` that reach a Kafka producer: ``x.send(...)`` and the like,
+    and any method called on an ``x.producer``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            receiver = node.func.value
+            if node.func.attr in PRODUCER_CALLS or (
+                isinstance(receiver, ast.Attribute) and receiver.attr == "producer"
+            ):
+                found.append(f"{node.lineno}: {ast.unparse(node.func)}")
+    return found
+
+
+def test_only_the_output_module_hands_records_to_the_kafka_producer() -> None:
+    """Alerts, dead letters, audit records, snapshots and hand-written changelogs leave
+    through streams/output.py, so what a committed offset guarantees is decided there."""
+    elsewhere = {
+        f"{module} {call}"
+        for module, path in ALL_MODULES.items()
+        if _top(module) == "streams" and module != "streams.output"
+        for call in _producer_calls(path.read_text(encoding="utf-8"))
+    }
+    assert elsewhere == set()
+    assert _producer_calls((ROOT / "streams" / "output.py").read_text(encoding="utf-8")) != []
+
+
+def test_the_producer_call_finder_sees_each_way_to_produce() -> None:
+    source = (
+        "async def f(app, topic, client):\n"
+        "    await topic.send(value=b'x')\n"
+        "    topic.send_soon(value=b'x')\n"
+        "    await client.send_and_wait('t', b'x')\n"
+        "    app.producer._ensure_producer()\n"
+        "    await app.producer.flush()\n"
+        "    app.producer.buffer.size\n"
+        "    await client.partitions_for('t')\n"
+    )
+    # every line but the last two: reading the buffer and looking up partitions are not producing
+    assert sorted(int(call.split(":")[0]) for call in _producer_calls(source)) == [2, 3, 4, 5, 6]
