@@ -6,9 +6,10 @@ on, the agency that may publish it, the envelope fields its Kafka key is taken f
 whether its ``occurred_at`` moves event time (a heartbeat's is wall-clock time),
 whether it concerns a citizen in a ward, whether it needs a dossier id, whether
 it is only a liveness signal (not a counted event), and the counters it adds 1 to
-(``streams/counting.py``; checked against it by ``tests/unit/test_contracts.py``). ``TOPIC_OF_EVENT``, ``SOURCE_OF_EVENT`` and the
-other per-type lookups are views of this table, so adding a counted event type is
-its ``.avsc`` and one line here (and the simulator's generator).
+(``streams/counting.py``; checked against it by ``tests/unit/test_contracts.py``).
+``TOPIC_OF_EVENT``, ``SOURCE_OF_EVENT`` and the other per-type lookups are views of
+this table, so adding a counted event type is its ``.avsc`` and one line here (and
+the simulator's generator).
 """
 
 from __future__ import annotations
