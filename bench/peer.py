@@ -100,6 +100,9 @@ class PeerFigures:
                        f"x{self.peer.cpu_seconds / self.singles.cpu_seconds:.2f} (CPU per event)")
         if self.batched is not None and self.peer is not None and self.peer.seconds > 0:
             out.append(f"ours batched / peer: x{self.peer.seconds / self.batched.seconds:.2f} (rate)")
+        if self.singles is not None and self.singles.groups:
+            out.append(f"ours single-event: {self.singles.messages:,} messages in {self.singles.groups:,} group commits "
+                       f"({self.singles.messages / self.singles.groups:.1f} per state change)")
         return out
 
 

@@ -8,6 +8,7 @@ flag rule on, and compares it with a bare decode of the same messages
 machine::
 
     python -m bench.profile_processor --events 100000 --batch-size 500 [--profile] [--repeat 3]
+    python -m bench.profile_processor --events 50000 --batch-size 1 --group 60   # single-event, group commit
 
 ``--profile`` adds a cProfile of one processor pass (top functions by own time);
 ``--pyinstrument`` uses pyinstrument instead, when installed.
@@ -26,22 +27,38 @@ from typing import Any
 from bench.workload import Message, build_events, encode_messages
 from schemas.codec import EventCodec
 from streams.flags import default_rules
-from streams.processor import Processor
+from streams.processor import Processor, SourceMessage
 from streams.worker import tune_gc
 
 NOW_MS = 1_800_000_000_000
 
 
-def run_processor(messages: list[Message], codec: EventCodec | None = None) -> tuple[float, Processor]:
-    """Seconds to process every message on a fresh processor (all rules on)."""
+def run_processor(messages: list[Message], codec: EventCodec | None = None, group: int = 1) -> tuple[float, Processor]:
+    """Seconds to process every message on a fresh processor (all rules on).
+
+    ``group`` > 1: group commit as the worker does it, up to ``group`` messages of one
+    topic-partition per state change (``Processor.process_group``).
+    """
     processor = Processor(codec or EventCodec(), default_rules())
     offsets: dict[tuple[str, int], int] = {}
+    pending: dict[tuple[str, int], list[SourceMessage]] = {}
     gc.collect()
     start = time.perf_counter()
     for m in messages:
-        offset = offsets.get((m.topic, m.partition), 0)
-        offsets[(m.topic, m.partition)] = offset + 1
-        processor.process(m.topic, m.partition, offset, m.value, NOW_MS, NOW_MS)
+        tp = (m.topic, m.partition)
+        offset = offsets.get(tp, 0)
+        offsets[tp] = offset + 1
+        if group <= 1:
+            processor.process(m.topic, m.partition, offset, m.value, NOW_MS, NOW_MS)
+            continue
+        run = pending.setdefault(tp, [])
+        run.append(SourceMessage(offset, m.value, NOW_MS))
+        if len(run) >= group:
+            processor.process_group(m.topic, m.partition, run, NOW_MS)
+            pending[tp] = []
+    for (topic, partition), run in pending.items():
+        if run:
+            processor.process_group(topic, partition, run, NOW_MS)
     return time.perf_counter() - start, processor
 
 
@@ -72,6 +89,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--group", type=int, default=1,
+                        help="group commit: up to this many messages of a topic-partition per state change")
     parser.add_argument("--profile", action="store_true", help="cProfile one processor pass")
     parser.add_argument("--pyinstrument", action="store_true", help="pyinstrument one processor pass")
     parser.add_argument("--top", type=int, default=25)
@@ -90,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, int] = {}
     for i in range(args.repeat):
         bare_s, decoded = run_bare_decode(messages)
-        proc_s, processor = run_processor(messages)
+        proc_s, processor = run_processor(messages, group=args.group)
         result = totals(processor)
         best_bare, best_proc = min(best_bare, bare_s), min(best_proc, proc_s)
         print(f"  pass {i + 1}: bare decode {decoded / bare_s:>9,.0f} ev/s   processor {n / proc_s:>9,.0f} ev/s"
@@ -103,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        run_processor(messages)
+        run_processor(messages, group=args.group)
         profiler.disable()
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.top)

@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, re.Pattern[str]]] = [
     ("ours: processor/state (dedupe, counters, delta)", re.compile(r"^streams/(processor|state|counting|clock|clocks|parts)\.py")),
     ("ours: changelog/store/snapshots", re.compile(r"^streams/(changelog|store|restore|snapshots|rollup_merge)\.py")),
     ("ours: output (alerts, dead letters)", re.compile(r"^streams/output\.py")),
-    ("ours: Hub.handle, worker glue, API", re.compile(r"^streams/")),
+    ("ours: Hub.handle_events, worker glue, API", re.compile(r"^streams/")),
     ("ours: other", re.compile(r"^(hubbase|lienthong|connectors)/")),
     ("crypto", re.compile(r"^(cryptography|nacl)/|^hmac\.py|^hashlib")),
 ]
@@ -52,9 +52,11 @@ ROOTS = re.compile(r"\((<frozen |click/|asyncio/|threading\.py|mode/|lienthong/(
 #: what a message costs, by where it is spent: (label, a frame on the stack, unless a frame on it)
 FOCUS: list[tuple[str, str, str | None]] = [
     ("our agent body (count_and_flag), all of it", r"count_and_flag", None),
-    ("  of which Faust's stream hand-off (agent awaiting the next event)", r"count_and_flag", r"^Hub\.handle "),
-    ("  Hub.handle (our per-message work)", r"^Hub\.handle ", None),
-    ("    Processor.process (verify, decode, validate, dedupe, counters, flags)", r"^Processor\.process ", None),
+    ("  of which taking the group and acking it (intake, acks, changelog hand-on)", r"count_and_flag",
+     r"^Hub\.handle_events "),
+    ("  Hub.handle_events (our per-group work)", r"^Hub\.handle_events ", None),
+    ("    Processor.process_group (verify, decode, validate, dedupe, counters, flags)", r"^Processor\.process_group ",
+     None),
     ("      signature check + Avro decode", r"^Processor\.verified_decode_indexed ", None),
     ("      flag rules", r"\(streams/flags/", None),
     ("    Hub.write_delta (delta into the table: RocksDB + changelog send)", r"^Hub\.write_delta ", None),

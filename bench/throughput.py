@@ -85,6 +85,8 @@ class WorkerRun:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     #: of which about flags a live run of the backlog never announces (with ``flag_churn``)
     spurious: int | None = None
+    #: group commits the workers wrote for ``messages`` (docs/exactly-once.md §2b)
+    groups: int = 0
 
 
 # -- (c) import ---------------------------------------------------------------
@@ -306,8 +308,9 @@ def run_workers(bootstrap: str, data_dir: Path, count: int, expected_events: int
         if len(spans) > 1:
             print("    workers' first and last message, seconds after the group's first: "
                   + ", ".join(f"{first - start:.1f}–{last - start:.1f}" for first, last, _ in spans), flush=True)
+        groups = sum(int(w.get("/healthz").get("groups", 0)) for w in workers)
         return WorkerRun(count, seconds, counted, done, [w.peak_rss_mib() for w in workers], observed,
-                         cpu_seconds)
+                         cpu_seconds, groups=groups)
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)

@@ -91,6 +91,11 @@ class Settings:
     state_store: str = "memory"
     #: Values cached in memory per on-disk store and partition (``state_store=disk``).
     state_cache: int = 2000
+    #: Group commit (docs/exactly-once.md §2b): messages the worker takes at most at
+    #: once (what is pending when it is free: no wait), and the source bytes one
+    #: group's state change may cover (a larger message is a group of its own).
+    group_messages: int = 500
+    group_bytes: int = 256 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -121,6 +126,8 @@ class Settings:
             dedupe_horizon_days=float(_env("DEDUPE_HORIZON_DAYS", "30")),
             state_store=_env("STATE_STORE", "memory"),
             state_cache=int(_env("STATE_CACHE", "2000")),
+            group_messages=int(_env("GROUP_MESSAGES", "500")),
+            group_bytes=int(_env("GROUP_BYTES", str(256 * 1024))),
         )
 
     def with_(self, **changes: object) -> Settings:

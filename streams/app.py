@@ -15,13 +15,15 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Collection
+import weakref
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import faust
+import faust.streams as faust_streams
 import orjson
-from faust.types import TP
+from faust.types import TP, Message
 
 from hubbase.kafka_security import faust_credentials
 from hubbase.logs import get_logger
@@ -29,14 +31,15 @@ from hubbase.settings import Settings
 from schemas.codec import EventCodec
 from schemas.partitioning import kafka_partitioner
 from schemas.topics import EVENT_TOPICS, ROLLUP_PARTIALS
-from streams import audit, changelog, faults, faust_fixes, parts, rollup_merge
+from streams import audit, changelog, faults, faust_fixes, intake, parts, rollup_merge
 from streams.api.live import Listeners
 from streams.api.metrics import HubMetrics
 from streams.exits import EXIT_CRASHED, exit_now
 from streams.flags import default_rules
 from streams.health import Health, Problem, crash_of
+from streams.intake import GroupIntake
 from streams.output import Output
-from streams.processor import Outcome, Processor
+from streams.processor import Outcome, Processor, SourceMessage
 from streams.restore import DiskStates
 from streams.silence import SilenceMonitor, owns_publisher_partition
 from streams.sla import resolve_sla, sla_ms
@@ -82,7 +85,7 @@ class Hub:
         self.view.live_flags.append(self.silence.flags)
         self.listeners = Listeners()
         self.started_at = time.time()
-        self.stats: dict[str, Any] = {"messages": 0, "skipped": 0, "first_message_at": None, "last_message_at": None,
+        self.stats: dict[str, Any] = {"messages": 0, "groups": 0, "skipped": 0, "first_message_at": None, "last_message_at": None,
                                       "first_message_cpu_s": None, "last_message_cpu_s": None}
         self.metrics = HubMetrics(self)
         self.health = Health(settings.health_stall_s, settings.health_recovery_s)
@@ -108,6 +111,9 @@ class Hub:
             for library in ("faust", "aiokafka"):
                 logging.getLogger(library).setLevel(logging.INFO)
         self.app = self._build_app()
+        #: The event topics' records, straight from the fetch, for group commit (streams.intake).
+        self.intake = GroupIntake(EVENT_TOPICS, settings.group_messages)
+        intake.install(self.app.consumer, self.intake, self.app.flow_control)
         self.output = Output(self.app, self.codec, settings.partitions)
         self.snapshots = Snapshots(self.output, self.processor.states, self.view, self.worker_name, bootstrap,
                                    settings.partitions, settings.max_record_bytes)
@@ -209,9 +215,10 @@ class Hub:
 
         @app.agent(self.events_topic, name="lienthong.count-and-flag")
         async def count_and_flag(stream: faust.StreamT) -> None:
+            # The agent subscribes the event topics (assignment, rebalances, acks), but
+            # their records come through the group intake, not this stream (streams.intake).
             try:
-                async for event in stream.events():
-                    await hub.handle(event)
+                await hub.consume_groups()
             except Exception as exc:
                 # Faust would log it, restart the agent past the failed message and
                 # go on: that message's counts would be lost. End the worker instead;
@@ -349,22 +356,75 @@ class Hub:
     def assigned_partitions(self) -> set[int]:
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in EVENT_TOPICS}
 
-    async def handle(self, event: faust.EventT) -> Outcome:
-        message = event.message
-        topic, partition, offset = message.topic, message.partition, message.offset
-        if await self.ensure_state(partition) is None:
+    async def consume_groups(self) -> None:
+        """The agent's loop: take what the intake holds, commit it in groups, then ack it.
+
+        Acked only after the group's state change is written: Faust commits an
+        offset once its message is acked and the producer (the changelog) flushed.
+        """
+        take, ack = self.intake.take, self.app.consumer.ack
+        while True:
+            messages = await take()
+            await self.handle_events(messages)
+            for message in messages:
+                ack(message)
+            await self.output.hand_on_changelog(everything=not self.intake)
+
+    async def handle_events(self, events: Sequence[Message]) -> None:
+        """Messages taken at once: one group commit per topic-partition run.
+
+        Messages of one (topic, partition) keep their offset order and become one
+        state change (streams.processor.Processor.process_group), cut where the
+        source bytes would pass ``group_bytes`` (a delta grows with what it covers,
+        and no record may pass ``max_record_bytes`` unsplit). Runs of different
+        topic-partitions are independent: each has its own fence.
+        """
+        runs: dict[tuple[str, int], list[list[Message]]] = {}
+        limit = self.settings.group_bytes
+        sizes: dict[tuple[str, int], int] = {}
+        for message in events:
+            tp = (message.topic, message.partition)
+            size = len(message.value or b"")
+            groups = runs.setdefault(tp, [[]])
+            if groups[-1] and sizes[tp] + size > limit:
+                groups.append([])
+                sizes[tp] = 0
+            groups[-1].append(message)
+            sizes[tp] = sizes.get(tp, 0) + size
+        for groups in runs.values():
+            for group in groups:
+                await self.handle_group(group)
+
+    async def handle_group(self, messages: Sequence[Message]) -> Outcome:
+        """Messages of one topic-partition, in offset order: replays re-announced, the rest one state change."""
+        first = messages[0]
+        topic, partition = first.topic, first.partition
+        state = await self.ensure_state(partition)
+        if state is None:
             return Outcome(skipped=True)  # revoked while restoring: the next owner's
         self.last_heard[(topic, partition)] = time.monotonic()
         idle = self.idle.get(partition, frozenset())
         if topic in idle:
             idle = idle - {topic}  # it just spoke
-        outcome = self.processor.process(
+        fresh = []
+        for message in messages:
+            if state.is_applied(topic, message.offset):
+                await self._replayed(message)
+            else:
+                fresh.append(message)
+        if not fresh:
+            return Outcome(skipped=True)
+        outcome = self.processor.process_group(
+            topic, partition,
             # round: the Kafka timestamp is whole ms, Faust hands it over as float seconds
-            topic, partition, offset, message.value or b"", round(message.timestamp * 1000), int(time.time() * 1000),
-            idle=idle, headers=message.headers,
+            [SourceMessage(m.offset, m.value or b"", round(m.timestamp * 1000), m.headers, m.key) for m in fresh],
+            int(time.time() * 1000), idle=idle,
         )
+        last = fresh[-1]
         stats = self.stats
-        stats["messages"] += 1
+        before = stats["messages"]
+        stats["messages"] += len(fresh)
+        stats["groups"] += 1
         # wall-clock span of the work, for operators and `lienthong bench`: an HTTP
         # poll can be answered late while the agent is busy, so the worker keeps it
         stats["last_message_at"] = time.time()
@@ -373,42 +433,54 @@ class Hub:
         if stats["first_message_at"] is None:
             stats["first_message_at"] = stats["last_message_at"]
             stats["first_message_cpu_s"] = stats["last_message_cpu_s"]
-        self.metrics.record(topic, partition, offset, message.timestamp, outcome)
+        self.metrics.record(topic, partition, last.offset, first.timestamp, outcome, messages=len(fresh))
         if self.debug:
-            log.info("message_handled", topic=topic, partition=partition, offset=offset, skipped=outcome.skipped,
-                     accepted=sum(outcome.accepted.values()))
-        key = delta_key(partition, topic, offset)
-        if outcome.skipped:
-            # Already applied (a replay after a crash). Write the same record again:
-            # harmless if the changelog has it, and it repairs a local store that
-            # got the write before the crash while the changelog did not.
-            self.stats["skipped"] += 1
-            existing = self.stored_delta(key, partition, topic, offset)
-            if existing is not None:
-                await self.write_delta(key, existing, partition)
-                # its side effects may have died with the worker that wrote it: again
-                # (decoded only when it has some: a delta of a full batch is ~200 KB)
-                if (b'"a":[' in existing or b'"d":[' in existing or b'"audit:' in existing
-                        or b'"partials":{' in existing):
-                    delta = Delta.decode(existing)
-                    await self.output.publish_audit(audit.record_of_delta(delta))
-                    await self.output.announce_again(delta, message.key)
-            return outcome
+            log.info("group_handled", topic=topic, partition=partition, first=fresh[0].offset,
+                     offset=last.offset, messages=len(fresh), accepted=sum(outcome.accepted.values()))
         assert outcome.delta is not None
-        await self.write_delta(key, outcome.delta.encoded or outcome.delta.encode(), partition)
+        await self.write_delta(delta_key(partition, topic, last.offset), outcome.delta.encoded or outcome.delta.encode(),
+                               partition, last)
         fault = self.fault
-        if fault is not None and fault.kind in faults.PER_MESSAGE and stats["messages"] == fault.at_message:
+        if fault is not None and fault.kind in faults.PER_MESSAGE and before < fault.at_message <= stats["messages"]:
             await self._inject_fault()
-        await self.output.publish_audit(outcome.audit)
+        for record in outcome.audits:
+            await self.output.publish_audit(record)
         for dead in outcome.dead_letters:
-            await self.output.dead_letter(message.key, dead.value, dead.headers())
+            await self.output.dead_letter(dead.key, dead.value, dead.headers())
         await self.output.publish_partials(outcome.delta.put.get("partials"))
         await self.output.publish_flags(outcome.flag_changes)
         self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
                      "accepted": dict(outcome.accepted)})
         return outcome
 
-    async def write_delta(self, key: str, value: bytes, partition: int) -> None:
+    async def _replayed(self, message: Message) -> None:
+        """A message the fence covers (a replay after a crash): its delta and side effects again.
+
+        Write the same record again: harmless if the changelog has it, and it
+        repairs a local store that got the write before the crash while the
+        changelog did not. Its side effects may have died with the worker that
+        wrote it: again too. A group's delta is kept under its last offset, so it
+        is found when that message comes round; the others find nothing.
+        """
+        topic, partition, offset = message.topic, message.partition, message.offset
+        self.stats["skipped"] += 1
+        self.metrics.record(topic, partition, offset, message.timestamp, Outcome(skipped=True))
+        if self.debug:
+            log.info("message_handled", topic=topic, partition=partition, offset=offset, skipped=True, accepted=0)
+        key = delta_key(partition, topic, offset)
+        existing = self.stored_delta(key, partition, topic, offset)
+        if existing is None:
+            return
+        await self.write_delta(key, existing, partition, message)
+        # decoded only when it has some: a delta of a full batch is ~200 KB
+        if (b'"a":[' in existing or b'"d":[' in existing or b'"audit:' in existing
+                or b'"partials":{' in existing or b'"u":[' in existing):
+            delta = Delta.decode(existing)
+            for record in audit.records_of_delta(delta):
+                await self.output.publish_audit(record)
+            await self.output.announce_again(delta, message.key)
+
+    async def write_delta(self, key: str, value: bytes, partition: int, message: Message) -> None:
         """One changelog record, or its parts when it is larger than a record may be (streams.parts).
 
         Through the table, or with state on disk straight to the changelog partition
@@ -421,10 +493,14 @@ class Hub:
             keys = [key] if len(pieces) == 1 else [parts.part_key(key, i) for i in range(len(pieces))]
             for piece_key, piece in zip(keys, pieces, strict=True):
                 self.output.changelog_soon(self.changelog_topic, orjson.dumps(piece_key), piece, partition, headers)
-        elif len(pieces) == 1:
-            self.deltas[key] = value
-            return
         else:
+            # the table sends its changelog record to the current event's partition:
+            # make it (an event of) the group's last message
+            event = self.app.create_event(message.key, message.value, message.headers, message)
+            set_current_event(event)  # held by ``event`` while the table writes: Faust keeps a weak reference
+            if len(pieces) == 1:
+                self.deltas[key] = value
+                return
             for index, piece in enumerate(pieces):
                 self.deltas[parts.part_key(key, index)] = piece
         if len(pieces) == 1:
@@ -530,6 +606,11 @@ class Hub:
     # -- live listeners (server-sent events) ----------------------------------
     def notify(self, message: dict[str, Any]) -> None:
         self.listeners.notify(message)
+
+
+def set_current_event(event: faust.EventT) -> None:
+    """Make ``event`` Faust's current event in this task (a table write goes to its partition)."""
+    faust_streams._current_event.set(weakref.ref(event))
 
 
 def reset_local_store(data_dir: Path) -> None:

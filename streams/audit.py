@@ -69,11 +69,19 @@ def append(change: Change, where: SourcePosition, value: bytes, proof: Proof | N
 
 
 def record_of_delta(delta: Delta) -> AuditRecord | None:
-    """The audit record a committed delta made, to send again when its message is replayed."""
+    """The audit record a committed one-message delta made, to send again when its message is replayed."""
     for key, value in delta.put.get("meta", {}).items():
         if key.startswith(HEAD_KEY) and value is not None and value.get("offset") == delta.offset:
             return dict(value)
     return None
+
+
+def records_of_delta(delta: Delta) -> list[AuditRecord]:
+    """Every audit record a committed delta made, in chain order (a group's: one per accepted message)."""
+    if delta.audits:
+        return [dict(record) for record in delta.audits]
+    record = record_of_delta(delta)
+    return [] if record is None else [record]
 
 
 def encode(record: AuditRecord) -> bytes:

@@ -19,7 +19,7 @@ from schemas.codec import EventCodec
 from schemas.partitioning import partition_for
 from schemas.topics import ALERTS, AUDIT, DEADLETTER, ROLLUP_PARTIALS
 from streams import audit, rollup_merge
-from streams.processor import dead_letter_of_record
+from streams.processor import dead_letter_key, dead_letter_of_record
 from streams.state import Delta
 
 log = get_logger(__name__)
@@ -74,6 +74,23 @@ class Output:
         """
         topic.send_soon(key=key, value=value, partition=partition, headers=headers)
 
+    async def hand_on_changelog(self, everything: bool) -> None:
+        """Hand queued changelog records (``changelog_soon``) on to the Kafka client.
+
+        Faust's producer buffer is drained only by a flush (before each commit)
+        or when it passes its size: its own sender task is never started by the
+        aiokafka driver. Called after every group: past the size (as Faust's
+        conductor did before each message), and ``everything`` when the worker
+        has caught up, so a quiet worker's changelog does not wait for the next
+        commit. The client sends them at once; durability is still the commit's
+        flush (docs/exactly-once.md §3).
+        """
+        buffer = self.app.producer.buffer
+        if everything:
+            await buffer.flush()
+        else:
+            await buffer.wait_until_ebb()
+
     async def flush(self) -> None:
         await self.app.producer.flush()
 
@@ -108,7 +125,7 @@ class Output:
         """Re-send the dead letters and flags a skipped replay's delta recorded (at-least-once)."""
         for record in delta.dead:
             value, headers = dead_letter_of_record(record)
-            await self.dead_letter(key, value, headers)
+            await self.dead_letter(dead_letter_key(record, key), value, headers)
         await self.publish_flags(delta.alerts)
         await self.publish_partials(delta.put.get("partials"))
         if delta.dead or delta.alerts:

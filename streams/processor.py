@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,10 @@ AGENCY_KEY = "agency:"
 #: ``PartitionState.indexes`` key: the last message left due deadlines unreconciled
 #: (absent on a fresh or restored state: its first message looks).
 DEADLINES_LEFT = "deadlines-left"
+
+#: ``PartitionState.indexes`` key prefix: the first day of a topic's dedupe horizon when its
+#: buckets were last looked at (not persisted: a restored state looks again).
+EXPIRED_THROUGH = "expired-through:"
 
 #: Meta-store key prefix of a topic's dedupe clock: the newest event time read from it.
 DEDUPE_CLOCK = "dedupe:"
@@ -65,6 +69,8 @@ class DeadLetter:
     #: the ``lienthong.replay.*`` lineage of a replayed message refused again, and the
     #: signature of a message refused whole, so a raw replay of it can be verified.
     carried: list[tuple[str, bytes]] = field(default_factory=list)
+    #: Kafka key of the source message: its dead letter is keyed the same (set by the processor).
+    key: bytes | None = None
 
     def headers(self) -> list[tuple[str, bytes]]:
         headers = [
@@ -85,7 +91,11 @@ class DeadLetter:
 
     def record(self) -> dict[str, Any]:
         """As kept in the message's delta (``Delta.dead``), to be sent again on a replay."""
-        return {"v": base64.b64encode(self.value).decode(), "h": [[k, v.decode()] for k, v in self.headers()]}
+        record: dict[str, Any] = {"v": base64.b64encode(self.value).decode(),
+                                  "h": [[k, v.decode()] for k, v in self.headers()]}
+        if self.key is not None:
+            record["k"] = base64.b64encode(self.key).decode()
+        return record
 
 
 #: Headers a replayed message carries (``lienthong deadletter replay``), kept on its new dead letter.
@@ -113,6 +123,23 @@ def dead_letter_of_record(record: dict[str, Any]) -> tuple[bytes, list[tuple[str
     return base64.b64decode(record["v"]), [(k, v.encode()) for k, v in record["h"]]
 
 
+def dead_letter_key(record: dict[str, Any], default: bytes | None) -> bytes | None:
+    """The source message's key kept with a dead letter (``default``: a delta written before keys were kept)."""
+    key = record.get("k")
+    return default if key is None else base64.b64decode(key)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMessage:
+    """One Kafka message of a group (:meth:`Processor.process_group`): its position, bytes and headers."""
+
+    offset: int
+    value: bytes
+    timestamp: int
+    headers: Headers | None = None
+    key: bytes | None = None
+
+
 @dataclass
 class Outcome:
     delta: Delta | None = None
@@ -121,8 +148,13 @@ class Outcome:
     flag_changes: list[dict[str, Any]] = field(default_factory=list)
     accepted: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
-    #: The audit record of an accepted message (``streams.audit``), for ``lienthong.audit``.
-    audit: dict[str, Any] | None = None
+    #: The audit records of the accepted messages (``streams.audit``), for ``lienthong.audit``, in order.
+    audits: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def audit(self) -> dict[str, Any] | None:
+        """The last message's audit record (a one-message outcome's only one)."""
+        return self.audits[-1] if self.audits else None
 
 
 class Processor:
@@ -201,7 +233,7 @@ class Processor:
 
     def _beyond_horizon(
         self, event: Event, where: SourcePosition, batch_index: int | None, proof: Proof | None,
-        change: Change, outcome: Outcome,
+        change: Change, dead_letters: list[DeadLetter],
     ) -> None:
         """An event older than the dedupe horizon behind its topic's newest event time.
 
@@ -218,7 +250,7 @@ class Processor:
         )
         dead = DeadLetter(self.codec.encode(event, check=False), error, where, batch_index=batch_index)
         dead.proof = proof
-        outcome.dead_letters.append(self.redact(dead))
+        dead_letters.append(self.redact(dead))
         change.count("events_beyond_horizon", event["ward_code"], local_day(event["occurred_at"]))
         self._count_refused(change, where)
         for rule in self.rules:
@@ -228,9 +260,16 @@ class Processor:
         """Move the topic's dedupe clock to ``newest``; forget buckets whose day left the horizon."""
         change.set("meta", DEDUPE_CLOCK + topic, newest)
         keep_from = local_day(newest - self.dedupe_horizon_ms)
+        # buckets are days: nothing new can leave the horizon until its first day moves
+        # (an event older than it is refused, so opens no bucket below it)
+        looked = EXPIRED_THROUGH + topic
+        if change.state.indexes.get(looked) == keep_from:
+            return
+        change.state.indexes[looked] = keep_from
         prefix = f"{topic}|"
-        for bucket in change.state.seen:
-            if bucket.startswith(prefix) and bucket[len(prefix):] < keep_from:
+        # a group's change may have opened buckets of its own (not in the state yet)
+        for bucket in (*change.state.seen, *change.seen_order):
+            if bucket.startswith(prefix) and bucket[len(prefix):] < keep_from and bucket not in change.expired:
                 change.expire(bucket)
 
     def work_off_deadlines(self, change: Change, watermark: int) -> None:
@@ -324,18 +363,64 @@ class Processor:
         live run); see :mod:`streams.clocks`. ``headers``: the message's Kafka
         headers (its signature).
         """
+        return self.process_group(topic, partition, [SourceMessage(offset, value, timestamp, headers)], now_ms, idle)
+
+    def process_group(
+        self,
+        topic: str,
+        partition: int,
+        messages: Sequence[SourceMessage],
+        now_ms: int | None = None,
+        idle: Collection[str] | None = None,
+    ) -> Outcome:
+        """Apply messages of one topic-partition, in offset order, as **one** state change.
+
+        The group commit of the live path (issue 16): a single-event message costs
+        about what an event inside a batch costs, because the delta, its changelog
+        record, its store write and the fence (the group's last offset) are paid
+        once per group. The result is the state processing them one by one would
+        give: each message is still verified, decoded, deduplicated and flagged in
+        turn, reading the writes of the messages before it (read-your-writes).
+        Messages the fence already covers are left out (``skipped`` when all are).
+        """
         state = self.state(partition)
-        if state.is_applied(topic, offset):
+        fresh = [m for m in messages if not state.is_applied(topic, m.offset)]
+        if not fresh:
             return Outcome(skipped=True)
-        where = SourcePosition(topic, partition, offset, timestamp)
-        change = state.begin(topic, offset, self.deadline_step)
+        change = state.begin(topic, fresh[-1].offset, self.deadline_step)
+        change.first_offset = fresh[0].offset
         outcome = Outcome()
-        events, outcome.dead_letters, proof, indexes = self.verified_decode_indexed(value, where, headers)
+        for message in fresh:
+            self._apply_message(change, outcome, topic, partition, message, now_ms, idle)
+        if state.indexes.get(DEADLINES_LEFT, True):
+            self.work_off_deadlines(change, int(change.get("meta", "watermark", 0) or 0))
+        state.indexes[DEADLINES_LEFT] = change.deadlines_left
+        outcome.flag_changes = change.flag_changes
+        change.dead = [dead.record() for dead in outcome.dead_letters]
+        change.audits = outcome.audits if len(outcome.audits) > 1 else []
+        outcome.delta = change.commit()
+        return outcome
+
+    def _apply_message(
+        self,
+        change: Change,
+        outcome: Outcome,
+        topic: str,
+        partition: int,
+        message: SourceMessage,
+        now_ms: int | None,
+        idle: Collection[str] | None,
+    ) -> None:
+        """One message's share of a change: verify, decode, dedupe, count, flag, move the clocks."""
+        timestamp = message.timestamp
+        where = SourcePosition(topic, partition, message.offset, timestamp)
+        events, dead_letters, proof, indexes = self.verified_decode_indexed(message.value, where, message.headers)
         if events or proof is not None:
-            outcome.audit = audit.append(change, where, value, proof, events)
-        for dead in outcome.dead_letters:
+            outcome.audits.append(audit.append(change, where, message.value, proof, events))
+        for dead in dead_letters:
             self._count_dead_letter(dead, change)
-        watermark = state.watermark
+        watermark = int(change.get("meta", "watermark", 0) or 0)
+        before = watermark
         newest = 0  # newest event time of this message (one topic: one feed's clock)
         hooks_for = self.event_hooks
         first_sighting = change.first_sighting
@@ -348,7 +433,7 @@ class Processor:
             at = event["occurred_at"]
             if at < oldest:
                 self._beyond_horizon(event, where, None if indexes is None else indexes[position], proof, change,
-                                     outcome)
+                                     dead_letters)
                 continue
             if at > newest_any:
                 newest_any = at
@@ -375,7 +460,7 @@ class Processor:
         if newest_any > dedupe_clock:
             self._expire_buckets(change, topic, newest_any)
         outcome.accepted.update(accepted)
-        for source, n in outcome.accepted.items():
+        for source, n in accepted.items():
             # wall clock, on purpose: AGENCY_SILENT is about the agency being live now
             seen = change.get("meta", AGENCY_KEY + source, {"events": 0})
             change.set(
@@ -383,23 +468,23 @@ class Processor:
                 AGENCY_KEY + source,
                 {"last_seen_ms": now_ms if now_ms is not None else timestamp, "events": seen["events"] + n},
             )
-        for clock_topic, clock in advance_clocks(change, topic, newest, idle):
-            for on_clock in self._clock_hooks():
-                on_clock(clock_topic, clock, change)
-        if watermark > state.watermark:
+        # Within one change the idle set is the same for every message, and after a first
+        # advance the clocks are at rest for it: only a feed's own clock moving can move any.
+        if not change.clocks_at_rest or newest > clock_of(change, topic):
+            for clock_topic, clock in advance_clocks(change, topic, newest, idle):
+                for on_clock in self._clock_hooks():
+                    on_clock(clock_topic, clock, change)
+            change.clocks_at_rest = True
+        if watermark > before:
             change.set("meta", "watermark", watermark)
             for rule in self.rules:
                 rule.on_watermark(watermark, change)
-        if state.indexes.get(DEADLINES_LEFT, True):
-            self.work_off_deadlines(change, max(watermark, state.watermark))
-        state.indexes[DEADLINES_LEFT] = change.deadlines_left
-        if outcome.dead_letters and headers:
-            for dead in outcome.dead_letters:
-                dead.carried = carried_headers(headers, whole=dead.batch_index is None)
-        outcome.flag_changes = change.flag_changes
-        change.dead = [dead.record() for dead in outcome.dead_letters]
-        outcome.delta = change.commit()
-        return outcome
+        if dead_letters and message.headers:
+            for dead in dead_letters:
+                dead.carried = carried_headers(message.headers, whole=dead.batch_index is None)
+        for dead in dead_letters:
+            dead.key = message.key
+        outcome.dead_letters.extend(dead_letters)
 
 
 def _signed_by(event: Event, agency: str | None) -> Event:

@@ -84,6 +84,13 @@ class Delta:
     dead: list[dict[str, Any]] = field(default_factory=list)
     #: Dedupe buckets this message expired (their day fell out of the horizon), JSON ``x``.
     expired: list[str] = field(default_factory=list)
+    #: A group commit's first source offset (JSON ``f``; ``offset`` is its last, the fence):
+    #: the delta covers every message of ``topic`` from ``first`` to ``offset``. None: one message.
+    first: int | None = None
+    #: A group's audit records, one per accepted message in order (JSON ``u``): the chain's
+    #: head in ``meta`` is only the last, and a replay must announce them all again. Side
+    #: effect, not state. Empty for one message (its record is the head).
+    audits: list[dict[str, Any]] = field(default_factory=list)
     #: The delta's encoding once made (:meth:`encode`), so the state on disk and the
     #: changelog share it; not part of the JSON.
     encoded: bytes | None = field(default=None, repr=False, compare=False)
@@ -96,6 +103,10 @@ class Delta:
             out["d"] = self.dead
         if self.expired:
             out["x"] = self.expired
+        if self.first is not None and self.first != self.offset:
+            out["f"] = self.first
+        if self.audits:
+            out["u"] = self.audits
         return out
 
     @classmethod
@@ -104,7 +115,7 @@ class Delta:
         if isinstance(seen, list):  # written before dedupe buckets: one bucket that never expires
             seen = {LEGACY_BUCKET: seen}
         return cls(raw["s"], raw["t"], raw["o"], raw.get("i", {}), seen, raw.get("p", {}),
-                   raw.get("a", []), raw.get("d", []), raw.get("x", []))
+                   raw.get("a", []), raw.get("d", []), raw.get("x", []), raw.get("f"), raw.get("u", []))
 
     def encode(self) -> bytes:
         """The table value: the delta's JSON, serialised once.
@@ -184,7 +195,8 @@ class PartitionState:
 
 
 class Change:
-    """Writes of one message, readable before they are committed (read-your-writes)."""
+    """Writes of one message (or one group of a topic-partition's messages), readable
+    before they are committed (read-your-writes)."""
 
     def __init__(self, state: PartitionState, topic: str, offset: int, deadline_step: int = DEFAULT_DEADLINE_STEP) -> None:
         self.state = state
@@ -205,6 +217,12 @@ class Change:
         self.flag_changes: list[dict[str, Any]] = []
         #: Dead letters of the message as kept in its delta (``Delta.dead``).
         self.dead: list[dict[str, Any]] = []
+        #: The feeds' clocks were advanced for this change's idle set (streams.clocks): the next
+        #: message of the group moves them only if it moves its own feed's clock.
+        self.clocks_at_rest = False
+        #: A group commit's first offset (``Delta.first``), and its audit records (``Delta.audits``).
+        self.first_offset: int | None = None
+        self.audits: list[dict[str, Any]] = []
 
     def count(self, metric: str, ward: str, day: str, n: int = 1) -> None:
         key = f"{metric}|{ward}|{day}"  # counter_key, inlined: several calls per event
@@ -275,6 +293,8 @@ class Change:
             alerts=self.flag_changes,
             dead=self.dead,
             expired=self.expired,
+            first=self.first_offset,
+            audits=self.audits,
         )
 
     def commit(self) -> Delta:

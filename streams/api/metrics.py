@@ -213,14 +213,16 @@ class HubMetrics:
             self.messages.labels(topic)
             self.dead_lettered.labels(topic)
 
-    def record(self, topic: str, partition: int, offset: int, timestamp_s: float, outcome: Outcome) -> None:
-        """Account one processed message; a replayed (skipped) one only moves the position."""
+    def record(self, topic: str, partition: int, offset: int, timestamp_s: float, outcome: Outcome,
+               messages: int = 1) -> None:
+        """Account processed messages (a group's: up to ``offset``, the first sent at ``timestamp_s``);
+        a replayed (skipped) one only moves the position."""
         self.positions[(topic, partition)] = offset + 1
         if outcome.skipped:
             return
         now = time.time()
         child = self._child
-        child(self.messages, topic).inc()
+        child(self.messages, topic).inc(messages)
         self.latency.observe(max(0.0, now - timestamp_s))
         for agency, n in outcome.accepted.items():
             child(self.processed, topic, agency).inc(n)

@@ -205,6 +205,9 @@ def _components() -> dict[str, Any]:
                 "partitions_owned": {"type": "array", "items": {"type": "integer"}},
                 "partitions_known": _count(),
                 "messages": _count(),
+                "groups": {"type": "integer", "minimum": 0,
+                           "description": "Group commits: state changes written for the messages "
+                                          "(each covers a run of one topic-partition's messages)"},
                 "first_message_at": {"type": ["string", "null"], "format": "date-time",
                                      "description": "When this worker processed its first message (ISO-8601 UTC, ms)"},
                 "last_message_at": {"type": ["string", "null"], "format": "date-time",

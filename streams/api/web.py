@@ -164,6 +164,8 @@ async def healthz(request: web.Request) -> web.Response:
             "partitions_owned": sorted(hub.partitions_owned),
             "partitions_known": hub.view.partitions_known,
             "messages": hub.stats["messages"],
+            # state changes written for them: messages / groups is what the group commit saves
+            "groups": hub.stats["groups"],
             # ISO-8601 UTC like every time in the API (the worker keeps epoch seconds for its own use)
             "first_message_at": _iso_or_none(hub.stats["first_message_at"]),
             "last_message_at": _iso_or_none(hub.stats["last_message_at"]),

@@ -92,6 +92,28 @@ def wait_exact(worker: WorkerProcess, expected: dict[str, int], timeout: float =
         raise AssertionError(f"{exc}; last counted {seen[0] if seen else None}") from None
 
 
+def wait_committed(bootstrap: str, group: str = "lienthong", timeout: float = 60) -> None:
+    """Until the group has committed every event topic's messages (so their deltas are flushed)."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    from schemas.topics import EVENT_TOPICS
+
+    tps = [TopicPartition(topic, p) for topic in EVENT_TOPICS for p in range(8)]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    reader = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        ends = reader.end_offsets(tps)
+
+        def committed() -> bool:
+            offsets = admin.list_group_offsets(group).get(group, {})
+            return all(end == 0 or (tp in offsets and offsets[tp].offset >= end) for tp, end in ends.items())
+
+        wait_for(committed, timeout, what="the worker to commit every message")
+    finally:
+        reader.close()
+        admin.close()
+
+
 def processed_messages(worker: WorkerProcess) -> int:
     return int(get_json(f"{worker.url}/healthz")["messages"])
 
@@ -170,6 +192,7 @@ def test_a_worker_whose_local_store_is_behind_the_changelog_rebuilds_it_and_ends
     second = workers(name="right", store="rocksdb://", **ON_DISK)
     publish(broker, events[3000:5000], batch_size=25)
     wait_exact(second, truth(events[:5000]))
+    wait_committed(broker)  # what it applied is in the changelog (flushed before the commit)
     second.kill()
     first = workers(name="left", store="rocksdb://", **ON_DISK)
     publish(broker, events[5000:], batch_size=25)

@@ -7,10 +7,10 @@ from pathlib import Path
 from bench.profile_worker import layer_of, read_stacks, summarise
 
 AGENT = "Hub._build_app.<locals>.count_and_flag (streams/app.py:300)"
-HANDLE = "Hub.handle (streams/app.py:361)"
+HANDLE = "Hub.handle_events (streams/app.py:361)"
 RAW = "\n".join([
-    f"run_forever (asyncio/base_events.py:600);{AGENT};{HANDLE};Processor.process (streams/processor.py:90) 6",
-    f"run_forever (asyncio/base_events.py:600);{AGENT};Stream._c_aiter (faust/streams.py:800) 2",
+    f"run_forever (asyncio/base_events.py:600);{AGENT};{HANDLE};Processor.process_group (streams/processor.py:90) 6",
+    f"run_forever (asyncio/base_events.py:600);{AGENT};GroupIntake.take (streams/intake.py:70) 2",
     "run_forever (asyncio/base_events.py:600);Sender._send_produce_req (aiokafka/producer/sender.py:300) 2",
     "run_forever (asyncio/base_events.py:600);EpollSelector.select (selectors.py:468) 30",
     "<module> (lienthong/__main__.py:3);_find_and_load (<frozen importlib._bootstrap>:1176) 50",
@@ -35,11 +35,11 @@ def test_waiting_and_start_up_samples_are_left_out_of_the_shares(tmp_path: Path)
     assert "30 waiting" in lines[0] and "50 in start-up imports" in lines[0]
 
 
-def test_a_message_s_time_is_split_between_our_handler_and_faust_s_hand_off(tmp_path: Path) -> None:
+def test_a_message_s_time_is_split_between_our_handler_and_taking_the_group(tmp_path: Path) -> None:
     lines = summary_of(tmp_path)
     assert share(lines, "our agent body (count_and_flag), all of it") == "80.0"
-    assert share(lines, "of which Faust's stream hand-off (agent awaiting the next event)") == "20.0"
-    assert share(lines, "Hub.handle (our per-message work)") == "60.0"
+    assert share(lines, "of which taking the group and acking it (intake, acks, changelog hand-on)") == "20.0"
+    assert share(lines, "Hub.handle_events (our per-group work)") == "60.0"
     assert share(lines, "aiokafka produce (accumulator, sender, protocol)") == "20.0"
 
 

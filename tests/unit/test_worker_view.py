@@ -27,7 +27,7 @@ def stand_in(problems: list[Problem] | None = None) -> Any:
     return SimpleNamespace(
         worker_name="w-1", view=CityView(), partitions_owned={2, 0}, verifies_signatures=True,
         silence_periods=[], consumer=_Consumer(), listeners=Listeners(), problems=found,
-        stats={"messages": 7, "first_message_at": None, "last_message_at": None,
+        stats={"messages": 7, "groups": 3, "first_message_at": None, "last_message_at": None,
                "first_message_cpu_s": None, "last_message_cpu_s": None},
     )
 
@@ -41,7 +41,7 @@ async def _get(worker: Any, path: str) -> tuple[int, Any]:
 def test_healthz_answers_from_the_worker_view():
     status, body = asyncio.run(_get(stand_in(), "/healthz"))
     assert status == 200
-    assert (body["worker"], body["partitions_owned"], body["messages"]) == ("w-1", [0, 2], 7)
+    assert (body["worker"], body["partitions_owned"], body["messages"], body["groups"]) == ("w-1", [0, 2], 7, 3)
     assert body["signature_verification"] == "on" and body["stream_listeners"] == 0
 
 
