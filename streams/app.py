@@ -464,6 +464,8 @@ class Hub:
         """
         topic, partition, offset = message.topic, message.partition, message.offset
         self.stats["skipped"] += 1
+        self.stats["messages"] += 1  # handled: a replay skipped by the fence is progress too
+        self.health.progressed()
         self.metrics.record(topic, partition, offset, message.timestamp, Outcome(skipped=True))
         if self.debug:
             log.info("message_handled", topic=topic, partition=partition, offset=offset, skipped=True, accepted=0)
