@@ -412,18 +412,26 @@ class Hub:
                 await self._replayed(message)
             else:
                 fresh.append(message)
-        if not fresh:
-            return Outcome(skipped=True)
+        outcome = Outcome(skipped=True)
+        while fresh:
+            outcome = await self._commit_group(topic, partition, fresh, idle)
+            fresh = fresh[outcome.consumed:]
+        return outcome
+
+    async def _commit_group(self, topic: str, partition: int, fresh: list[Message], idle: frozenset[str]) -> Outcome:
+        """One state change over (a prefix of) ``fresh``: written, then its side effects sent."""
+        first = fresh[0]
         outcome = self.processor.process_group(
             topic, partition,
             # round: the Kafka timestamp is whole ms, Faust hands it over as float seconds
             [SourceMessage(m.offset, m.value or b"", round(m.timestamp * 1000), m.headers, m.key) for m in fresh],
             int(time.time() * 1000), idle=idle,
         )
-        last = fresh[-1]
+        applied = fresh[:outcome.consumed]
+        last = applied[-1]
         stats = self.stats
         before = stats["messages"]
-        stats["messages"] += len(fresh)
+        stats["messages"] += len(applied)
         stats["groups"] += 1
         # wall-clock span of the work, for operators and `lienthong bench`: an HTTP
         # poll can be answered late while the agent is busy, so the worker keeps it
@@ -433,10 +441,10 @@ class Hub:
         if stats["first_message_at"] is None:
             stats["first_message_at"] = stats["last_message_at"]
             stats["first_message_cpu_s"] = stats["last_message_cpu_s"]
-        self.metrics.record(topic, partition, last.offset, first.timestamp, outcome, messages=len(fresh))
+        self.metrics.record(topic, partition, last.offset, first.timestamp, outcome, messages=len(applied))
         if self.debug:
             log.info("group_handled", topic=topic, partition=partition, first=fresh[0].offset,
-                     offset=last.offset, messages=len(fresh), accepted=sum(outcome.accepted.values()))
+                     offset=last.offset, messages=len(applied), accepted=sum(outcome.accepted.values()))
         assert outcome.delta is not None
         await self.write_delta(delta_key(partition, topic, last.offset), outcome.delta.encoded or outcome.delta.encode(),
                                partition, last)

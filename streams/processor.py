@@ -148,6 +148,8 @@ class Outcome:
     flag_changes: list[dict[str, Any]] = field(default_factory=list)
     accepted: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
+    #: Messages (not covered by the fence) the change covers: a group may end early (process_group).
+    consumed: int = 0
     #: The audit records of the accepted messages (``streams.audit``), for ``lienthong.audit``, in order.
     audits: list[dict[str, Any]] = field(default_factory=list)
 
@@ -382,6 +384,9 @@ class Processor:
         give: each message is still verified, decoded, deduplicated and flagged in
         turn, reading the writes of the messages before it (read-your-writes).
         Messages the fence already covers are left out (``skipped`` when all are).
+        A change stops after the message that spends the deadline step's budget
+        (§2a of docs/exactly-once.md): ``consumed`` says how many of the fresh
+        messages it covers; the caller hands the rest in again.
         """
         state = self.state(partition)
         fresh = [m for m in messages if not state.is_applied(topic, m.offset)]
@@ -392,6 +397,12 @@ class Processor:
         outcome = Outcome()
         for message in fresh:
             self._apply_message(change, outcome, topic, partition, message, now_ms, idle)
+            outcome.consumed += 1
+            if change.deadlines_left:
+                # the step's budget is spent: the rest of the group is the next change's,
+                # so due deadlines are still worked off a step per message (§2a)
+                break
+        change.offset = fresh[outcome.consumed - 1].offset
         if state.indexes.get(DEADLINES_LEFT, True):
             self.work_off_deadlines(change, int(change.get("meta", "watermark", 0) or 0))
         state.indexes[DEADLINES_LEFT] = change.deadlines_left
