@@ -398,14 +398,14 @@ class Processor:
         for message in fresh:
             self._apply_message(change, outcome, topic, partition, message, now_ms, idle)
             outcome.consumed += 1
+            if state.indexes.get(DEADLINES_LEFT, True):
+                self.work_off_deadlines(change, int(change.get("meta", "watermark", 0) or 0))
+            state.indexes[DEADLINES_LEFT] = change.deadlines_left
             if change.deadlines_left:
                 # the step's budget is spent: the rest of the group is the next change's,
                 # so due deadlines are still worked off a step per message (§2a)
                 break
         change.offset = fresh[outcome.consumed - 1].offset
-        if state.indexes.get(DEADLINES_LEFT, True):
-            self.work_off_deadlines(change, int(change.get("meta", "watermark", 0) or 0))
-        state.indexes[DEADLINES_LEFT] = change.deadlines_left
         outcome.flag_changes = change.flag_changes
         change.dead = [dead.record() for dead in outcome.dead_letters]
         change.audits = outcome.audits if len(outcome.audits) > 1 else []
