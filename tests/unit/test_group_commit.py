@@ -125,3 +125,27 @@ def test_a_dead_letter_kept_in_a_group_delta_keeps_its_own_message_key():
     assert outcome.delta is not None
     (record,) = outcome.delta.dead
     assert dead_letter_key(record, b"the replayed message's key") == b"key-100"
+
+
+def test_a_group_behind_a_backlog_of_due_deadlines_ends_where_the_step_is_spent():
+    """July's cards read while social insurance's feed is busy, then August with every feed
+    idle (None): every July deadline falls due; a step of 50 per message, as one by one."""
+    found = messages()
+    july, august = found[:606], found[606:]
+
+    def run(group: bool) -> tuple[Processor, int]:
+        p = processor()
+        p.process_group(IDENTITY, 0, july, now_ms=NOW_MS, idle=frozenset())
+        changes, rest = 0, list(august)
+        while rest:
+            outcome = p.process_group(IDENTITY, 0, rest if group else rest[:1], now_ms=NOW_MS, idle=None)
+            assert outcome.delta is not None
+            assert sum(1 for k in outcome.delta.put.get("flags", {}) if k.startswith("SYNC_MISSING:")) <= 50
+            rest = rest[outcome.consumed:]
+            changes += 1
+        return p, changes
+
+    grouped, changes = run(group=True)
+    single, _ = run(group=False)
+    assert 1 < changes < len(august), "the backlog should cut the group, not undo it"
+    assert state_of(grouped.state(0)) == state_of(single.state(0))
