@@ -223,7 +223,9 @@ class HubMetrics:
         now = time.time()
         child = self._child
         child(self.messages, topic).inc(messages)
-        self.latency.observe(max(0.0, now - timestamp_s))
+        latency = max(0.0, now - timestamp_s)  # a group's: its first (oldest) message's, for each
+        for _ in range(messages):
+            self.latency.observe(latency)
         for agency, n in outcome.accepted.items():
             child(self.processed, topic, agency).inc(n)
             child(self.received, topic, agency).inc(n)
