@@ -399,7 +399,7 @@ class Processor:
             self._apply_message(change, outcome, topic, partition, message, now_ms, idle)
             outcome.consumed += 1
             if state.indexes.get(DEADLINES_LEFT, True):
-                self.work_off_deadlines(change, int(change.get("meta", "watermark", 0) or 0))
+                self.work_off_deadlines(change, change.watermark)
             state.indexes[DEADLINES_LEFT] = change.deadlines_left
             if change.deadlines_left:
                 # the step's budget is spent: the rest of the group is the next change's,
@@ -430,8 +430,7 @@ class Processor:
             outcome.audits.append(audit.append(change, where, message.value, proof, events))
         for dead in dead_letters:
             self._count_dead_letter(dead, change)
-        watermark = int(change.get("meta", "watermark", 0) or 0)
-        before = watermark
+        watermark = before = change.watermark
         newest = 0  # newest event time of this message (one topic: one feed's clock)
         hooks_for = self.event_hooks
         first_sighting = change.first_sighting
@@ -490,11 +489,10 @@ class Processor:
             change.set("meta", "watermark", watermark)
             for rule in self.rules:
                 rule.on_watermark(watermark, change)
-        if dead_letters and message.headers:
-            for dead in dead_letters:
-                dead.carried = carried_headers(message.headers, whole=dead.batch_index is None)
         for dead in dead_letters:
             dead.key = message.key
+            if message.headers:
+                dead.carried = carried_headers(message.headers, whole=dead.batch_index is None)
         outcome.dead_letters.extend(dead_letters)
 
 

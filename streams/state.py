@@ -265,6 +265,11 @@ class Change:
         target = self.state.stores.get(store)
         return default if target is None else target.get(key, default)
 
+    @property
+    def watermark(self) -> int:
+        """The partition's watermark with this change's writes (``PartitionState.watermark``'s twin)."""
+        return int(self.get("meta", "watermark", 0) or 0)
+
     def set(self, store: str, key: str, value: Any) -> None:
         self.put.setdefault(store, {})[key] = value
 
