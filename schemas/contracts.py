@@ -15,6 +15,7 @@ the simulator's generator).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from schemas.topics import (
     CIVIL_STATUS,
@@ -37,6 +38,32 @@ DOSSIER_OR_CITIZEN = ("correlation_id", "citizen_ref", "connector", "source")
 
 
 @dataclass(frozen=True)
+class Count:
+    """One counter an event type adds to (per ward and local day of event time).
+
+    ``metric`` alone adds 1 for every event. ``label`` names a field whose value
+    ends the metric's name (``residence_registrations:PERMANENT``); ``when`` /
+    ``unless`` (field, value) add only for events whose field has / has not that
+    value; ``amount`` names a field added instead of 1 (a sum, e.g. money paid).
+    """
+
+    metric: str
+    label: str | None = None
+    when: tuple[str, str] | None = None
+    unless: tuple[str, str] | None = None
+    amount: str | None = None
+
+    def of(self, event: dict[str, Any]) -> tuple[str, int] | None:
+        """(metric name, amount) this event adds, or None when the counter is not for it."""
+        if self.when is not None and event.get(self.when[0]) != self.when[1]:
+            return None
+        if self.unless is not None and event.get(self.unless[0]) == self.unless[1]:
+            return None
+        name = self.metric if self.label is None else f"{self.metric}:{event[self.label]}"
+        return name, 1 if self.amount is None else int(event[self.amount])
+
+
+@dataclass(frozen=True)
 class EventContract:
     """How the hub treats one event type, beyond the fields its Avro schema declares."""
 
@@ -44,9 +71,9 @@ class EventContract:
     topic: str
     #: The agency that may publish it; None: any agency (heartbeats).
     agency: str | None
-    #: Counters (``metric`` or ``metric:<label field>``) one event adds 1 to, besides
-    #: ``events_total``, ``events:<type>`` and ``agency:<source>``; some only for some values.
-    counters: tuple[str, ...] = ()
+    #: Counters one event adds to, besides ``events_total``, ``events:<type>`` and
+    #: ``agency:<source>`` (a liveness signal adds only these).
+    counters: tuple[Count, ...] = ()
     key_fields: tuple[str, ...] = DOSSIER_OR_CITIZEN
     #: Its ``occurred_at`` is event time (watermarks, lateness, sharing delay).
     moves_event_time: bool = True
@@ -64,25 +91,35 @@ class EventContract:
 
 
 CONTRACTS: tuple[EventContract, ...] = (
-    EventContract("IdCardIssued", IDENTITY, "POLICE", ("id_cards_issued",)),
-    EventContract("EIdActivated", IDENTITY, "POLICE", ("eid_activated", "eid_level2_activated")),
+    EventContract("IdCardIssued", IDENTITY, "POLICE", (Count("id_cards_issued"),)),
+    EventContract("EIdActivated", IDENTITY, "POLICE",
+                  (Count("eid_activated"), Count("eid_level2_activated", when=("level", "LEVEL_2")))),
     EventContract("ResidenceRegistered", RESIDENCE, "POLICE",
-                  ("residence_registrations:kind", "residence_online:kind")),
-    EventContract("ResidenceDeregistered", RESIDENCE, "POLICE", ("residence_deregistrations:reason",)),
+                  (Count("residence_registrations", label="kind"),
+                   Count("residence_online", label="kind", when=("channel", "ONLINE")))),
+    EventContract("ResidenceDeregistered", RESIDENCE, "POLICE",
+                  (Count("residence_deregistrations", label="reason"),)),
     EventContract("HealthInsuranceSynced", INSURANCE, "SOCIAL_INSURANCE",
-                  ("insurance_synced", "insurance_sync_failed")),
-    EventContract("HealthInsuranceCardIssued", INSURANCE, "SOCIAL_INSURANCE", ("insurance_cards_issued",)),
-    EventContract("MedicalCheckIn", HEALTH, "HEALTH", ("checkins_by_id_card", "checkins_insurance_not_found")),
+                  (Count("insurance_synced", when=("outcome", "SYNCED")),
+                   Count("insurance_sync_failed", unless=("outcome", "SYNCED")))),
+    EventContract("HealthInsuranceCardIssued", INSURANCE, "SOCIAL_INSURANCE", (Count("insurance_cards_issued"),)),
+    EventContract("MedicalCheckIn", HEALTH, "HEALTH",
+                  (Count("checkins_by_id_card"),
+                   Count("checkins_insurance_not_found", when=("insurance_lookup", "NOT_FOUND")))),
     EventContract("BirthRegistered", CIVIL_STATUS, "JUSTICE", needs_correlation=True),
     EventContract("DeathRegistered", CIVIL_STATUS, "JUSTICE", needs_correlation=True),
-    EventContract("JudicialRecordIssued", CIVIL_STATUS, "JUSTICE", ("judicial_records:channel",)),
-    EventContract("ProcedureSubmitted", PROCEDURES, "PORTAL", ("procedures_submitted", "procedures_full_online"),
+    EventContract("JudicialRecordIssued", CIVIL_STATUS, "JUSTICE", (Count("judicial_records", label="channel"),)),
+    EventContract("ProcedureSubmitted", PROCEDURES, "PORTAL",
+                  (Count("procedures_submitted"), Count("procedures_full_online", when=("online_level", "FULL"))),
                   needs_correlation=True),
-    EventContract("ProcedureCompleted", PROCEDURES, "PORTAL", ("procedures_completed",), needs_correlation=True),
-    EventContract("WelfarePaid", WELFARE, "LABOUR", ("welfare_payments", "welfare_cashless", "welfare_amount_vnd")),
-    EventContract("FuneralAllowanceGranted", WELFARE, "LABOUR", ("funeral_allowances",)),
-    EventContract(HEARTBEAT, HEARTBEATS, None, ("heartbeats",), moves_event_time=False, about_a_citizen=False,
-                  liveness_signal=True),
+    EventContract("ProcedureCompleted", PROCEDURES, "PORTAL", (Count("procedures_completed"),),
+                  needs_correlation=True),
+    EventContract("WelfarePaid", WELFARE, "LABOUR",
+                  (Count("welfare_payments"), Count("welfare_cashless", when=("channel", "BANK_ACCOUNT")),
+                   Count("welfare_amount_vnd", amount="amount_vnd"))),
+    EventContract("FuneralAllowanceGranted", WELFARE, "LABOUR", (Count("funeral_allowances"),)),
+    EventContract(HEARTBEAT, HEARTBEATS, None, (Count("heartbeats"),), moves_event_time=False,
+                  about_a_citizen=False, liveness_signal=True),
 )
 
 #: Event type → its contract.
@@ -99,6 +136,21 @@ WALL_CLOCK_EVENTS: frozenset[str] = frozenset(c.event_type for c in CONTRACTS if
 NOT_ABOUT_A_CITIZEN: frozenset[str] = frozenset(c.event_type for c in CONTRACTS if not c.about_a_citizen)
 #: Event types that only say a connector is alive: not counted as events.
 LIVENESS_SIGNALS: frozenset[str] = frozenset(c.event_type for c in CONTRACTS if c.liveness_signal)
+
+
+def _only_agency(topic: str) -> str:
+    sources = {c.agency for c in CONTRACTS if c.topic == topic}
+    only = next(iter(sources)) if len(sources) == 1 else None
+    return only or ""
+
+
+#: Topic → the one agency that publishes to it, or "" when several may (heartbeats).
+AGENCY_OF_TOPIC: dict[str, str] = {c.topic: _only_agency(c.topic) for c in CONTRACTS}
+
+
+def agency_of_topic(topic: str) -> str:
+    """The one agency that publishes to a topic, or "" when several may (or the topic is unknown)."""
+    return AGENCY_OF_TOPIC.get(topic, "")
 
 
 def events_of_agency(agency: str) -> list[str]:

@@ -1,7 +1,9 @@
 """The hub's closed vocabularies, each defined once: agencies and flag statuses.
 
-Every other module takes these names from here (or, for flag types and statuses,
-from the ``Flag`` schema they are read from), so a new agency or status is one edit.
+Every other module takes these names from here (flag statuses are read from the
+``Flag`` schema), so a new agency or status is one edit. Flag *types* are an open
+value (``Flag`` v2): the types the hub raises are those its reactions declare
+(``streams.flags.FLAG_TYPES``).
 The 12-digit personal ID number's shape lives in :mod:`schemas.personal_ids`; what
 each event type is (topic, agency, key, counters) in :mod:`schemas.contracts`.
 """
@@ -30,5 +32,3 @@ WITHDRAWN = "WITHDRAWN"
 #: The statuses a flag can be *listed* with: a withdrawn flag is deleted and announced
 #: once on ``lienthong.alerts`` and the live stream, never kept, so the API never holds one.
 LISTED_FLAG_STATUSES: tuple[str, ...] = tuple(s for s in FLAG_STATUSES if s != WITHDRAWN)
-#: The flag types of the latest ``Flag`` schema.
-FLAG_TYPES: tuple[str, ...] = _flag_enum("type")

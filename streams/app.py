@@ -102,7 +102,7 @@ class Hub:
         if settings.state_store == "disk":
             self.changelog = changelog.changelog_topic(settings.app_id)
             self.disk = DiskStates(settings.data_dir / "state" / self.worker_name, bootstrap, self.changelog,
-                                   settings.state_cache)
+                                   settings.state_cache, self.processor.stores)
         #: Bumped when a partition is revoked: a restore that was under way for it is not adopted.
         self.epochs: dict[int, int] = {}
         self._restoring: dict[int, asyncio.Lock] = {}
@@ -299,7 +299,7 @@ class Hub:
                     if value is not None and partition_of_delta_key(key) == partition
                 ).values()
             ]
-            state = PartitionState.fold(partition, deltas)
+            state = PartitionState.fold(partition, deltas, self.processor.stores)
             self.processor.adopt(state)
             log.info("partition_restored", partition=partition, deltas=len(deltas), seq=state.seq,
                      **({"applied": state.applied} if self.debug else {}))

@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 
 from schemas.signing import Proof
-from streams.flags import SourcePosition
-from streams.state import Change, Delta
+from streams.state import Change, Delta, SourcePosition
+from streams.stores import META
 
 #: Meta-store key prefix of a chain's head (the last record), per source topic.
 HEAD_KEY = "audit:"
@@ -49,7 +49,7 @@ def record_hash(record: AuditRecord) -> str:
 
 def append(change: Change, where: SourcePosition, value: bytes, proof: Proof | None, events: list[Any]) -> AuditRecord:
     """The next record of the message's chain, kept as the chain's head in ``change``."""
-    head = change.get("meta", HEAD_KEY + where.topic)
+    head = change.get(META, HEAD_KEY + where.topic)
     agency = proof.agency if proof is not None else (events[0]["source"] if events else "")
     record: AuditRecord = {
         "chain": chain_of(where.topic, where.partition),
@@ -64,13 +64,13 @@ def append(change: Change, where: SourcePosition, value: bytes, proof: Proof | N
         "prev": head["hash"] if head else GENESIS,
     }
     record["hash"] = record_hash(record)
-    change.set("meta", HEAD_KEY + where.topic, record)
+    change.set(META, HEAD_KEY + where.topic, record)
     return record
 
 
 def record_of_delta(delta: Delta) -> AuditRecord | None:
     """The audit record a committed one-message delta made, to send again when its message is replayed."""
-    for key, value in delta.put.get("meta", {}).items():
+    for key, value in delta.put.get(META, {}).items():
         if key.startswith(HEAD_KEY) and value is not None and value.get("offset") == delta.offset:
             return dict(value)
     return None

@@ -30,6 +30,7 @@ from collections.abc import Collection
 
 from schemas.topics import EVENT_TOPICS, HEARTBEATS
 from streams.state import Change
+from streams.stores import META
 
 #: Topics that carry agency events (heartbeats carry wall-clock time: no clock).
 CLOCKED_TOPICS: tuple[str, ...] = tuple(t for t in EVENT_TOPICS if t != HEARTBEATS)
@@ -38,7 +39,7 @@ CLOCK_KEY = "clock:"
 
 def clock_of(change: Change, topic: str) -> int:
     """The event-time clock of one feed in this partition (0 before anything is known)."""
-    return int(change.get("meta", CLOCK_KEY + topic, 0) or 0)
+    return int(change.get(META, CLOCK_KEY + topic, 0) or 0)
 
 
 def advance_clocks(
@@ -54,7 +55,7 @@ def advance_clocks(
     """
     moved: list[tuple[str, int]] = []
     if topic in CLOCKED_TOPICS and newest > clock_of(change, topic):
-        change.set("meta", CLOCK_KEY + topic, newest)
+        change.set(META, CLOCK_KEY + topic, newest)
         moved.append((topic, newest))
     clocks = {t: clock_of(change, t) for t in CLOCKED_TOPICS}
     if idle is None:
@@ -64,6 +65,6 @@ def advance_clocks(
     floor = min(clocks[t] for t in active) if active else max(clocks.values())
     for other in CLOCKED_TOPICS:
         if other not in active and floor > clocks[other]:
-            change.set("meta", CLOCK_KEY + other, floor)
+            change.set(META, CLOCK_KEY + other, floor)
             moved.append((other, floor))
     return moved

@@ -1,4 +1,8 @@
-"""What each event adds to the city's counters (metric × ward × local day).
+"""What each event adds to the city's counters (metric × ward × local day): the ``Counting`` reaction.
+
+The counters of an event type are declared in its contract (``schemas/contracts.py``,
+:class:`~schemas.contracts.Count`); this module adds them, plus the totals every
+event adds and the joins below.
 
 Counters are increments only, so they commute and fold in any order; the joins
 that a KPI needs (a dossier's submission and completion, a chain's steps) are kept
@@ -10,11 +14,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.contracts import LIVENESS_SIGNALS
+from schemas.contracts import CONTRACTS, LIVENESS_SIGNALS, Count
+from schemas.errors import ContractError
 from streams.clock import local_day
-from streams.state import Change
+from streams.reaction import BaseReaction
+from streams.state import Change, SourcePosition
+from streams.stores import StoreName
 
 Event = dict[str, Any]
+
+#: A dossier's submission and completion, joined to count completion on time.
+DOSSIERS = StoreName("dossiers")
+#: An interconnected procedure's steps (birth, death), joined to count chains completed.
+CHAINS = StoreName("chains")
 
 #: Chain kind → (starting event type, ordered steps). A step is matched by a
 #: predicate on the event; the first step is the start.
@@ -44,66 +56,57 @@ def chain_step(event: Event) -> tuple[str, str] | None:
     return None
 
 
-def _metrics_of(kind: str, event: Event) -> tuple[str, ...]:
-    """The event-type counters one event adds 1 to (besides totals, type and agency)."""
-    if kind == "IdCardIssued":
-        return ("id_cards_issued",)
-    if kind == "HealthInsuranceSynced":
-        return ("insurance_synced",) if event["outcome"] == "SYNCED" else ("insurance_sync_failed",)
-    if kind == "EIdActivated":
-        return ("eid_activated", "eid_level2_activated") if event["level"] == "LEVEL_2" else ("eid_activated",)
-    if kind == "MedicalCheckIn":
-        if event["insurance_lookup"] == "NOT_FOUND":
-            return ("checkins_by_id_card", "checkins_insurance_not_found")
-        return ("checkins_by_id_card",)
-    if kind == "ResidenceRegistered":
-        registered = f"residence_registrations:{event['kind']}"
-        if event["channel"] == "ONLINE":
-            return (registered, f"residence_online:{event['kind']}")
-        return (registered,)
-    if kind == "ResidenceDeregistered":
-        return (f"residence_deregistrations:{event['reason']}",)
-    if kind == "HealthInsuranceCardIssued":
-        return ("insurance_cards_issued",)
-    if kind == "JudicialRecordIssued":
-        return (f"judicial_records:{event['channel']}",)
-    if kind == "ProcedureSubmitted":
-        if event["online_level"] == "FULL":
-            return ("procedures_submitted", "procedures_full_online")
-        return ("procedures_submitted",)
-    if kind == "ProcedureCompleted":
-        return ("procedures_completed",)
-    if kind == "WelfarePaid":
-        if event["channel"] == "BANK_ACCOUNT":
-            return ("welfare_payments", "welfare_cashless")
-        return ("welfare_payments",)
-    if kind == "FuneralAllowanceGranted":
-        return ("funeral_allowances",)
-    return ()
+def _plans() -> dict[str, tuple[tuple[str, ...], tuple[Count, ...]]]:
+    """Event type → (counters adding 1 to every event, counters that depend on it), from the table."""
+    plans = {}
+    for contract in CONTRACTS:
+        plain = tuple(c.metric for c in contract.counters
+                      if c.label is None and c.when is None and c.unless is None and c.amount is None)
+        plans[contract.event_type] = (plain, tuple(c for c in contract.counters if c.metric not in plain))
+    return plans
+
+
+_PLANS = _plans()
+
+
+def metrics_of(event: Event) -> list[tuple[str, int]]:
+    """The event-type counters (name, amount) one event adds to, as its contract declares them."""
+    plain, conditional = _PLANS.get(event["event_type"], ((), ()))
+    found = [(metric, 1) for metric in plain]
+    for counter in conditional:
+        added = counter.of(event)
+        if added is not None:
+            found.append(added)
+    return found
 
 
 def count_event(event: Event, change: Change) -> None:
-    """Add one first-seen, valid event to the counters."""
+    """Add one first-seen, valid event to the counters its contract declares, and join dossiers and chains."""
     kind = event["event_type"]
     ward = event["ward_code"]
     day = local_day(event["occurred_at"])
-    if kind in LIVENESS_SIGNALS:  # a heartbeat: only its own counter, citywide (it has no ward)
-        change.count("heartbeats", "", day)
-        return
+    plain, conditional = _PLANS.get(kind, ((), ()))
+    inc = change.inc
     # Every counter of an event shares its "|ward|day" key suffix: build it once and
     # add to the change's increments directly (same keys as Change.count), since
     # this runs for every event.
-    inc = change.inc
-    tail = f"|{ward}|{day}"
-    for key in ("events_total" + tail, "events:" + kind + tail, "agency:" + event["source"] + tail):
-        inc[key] = inc.get(key, 0) + 1
-    for metric in _metrics_of(kind, event):
+    if kind in LIVENESS_SIGNALS:  # a liveness signal adds only its own counters, citywide
+        tail = f"||{day}"
+    else:
+        tail = f"|{ward}|{day}"
+        for key in ("events_total" + tail, "events:" + kind + tail, "agency:" + event["source"] + tail):
+            inc[key] = inc.get(key, 0) + 1
+    for metric in plain:
         key = metric + tail
         inc[key] = inc.get(key, 0) + 1
-    if kind == "WelfarePaid":
-        key = "welfare_amount_vnd" + tail
-        inc[key] = inc.get(key, 0) + int(event["amount_vnd"])
-    elif kind == "ProcedureSubmitted":
+    for counter in conditional:
+        added = counter.of(event)
+        if added is not None:
+            key = added[0] + tail
+            inc[key] = inc.get(key, 0) + added[1]
+    if kind in LIVENESS_SIGNALS:
+        return
+    if kind == "ProcedureSubmitted":
         _dossier(event, change, "submitted")
     elif kind == "ProcedureCompleted":
         _dossier(event, change, "completed")
@@ -112,10 +115,31 @@ def count_event(event: Event, change: Change) -> None:
         _chain(event, change, *step)
 
 
+class Counting(BaseReaction):
+    """The city's counters: what each event, duplicate and refusal adds (a reaction like the flag rules)."""
+
+    stores = (DOSSIERS, CHAINS)
+
+    def on_event(self, event: Event, change: Change) -> None:
+        count_event(event, change)
+
+    def on_duplicate(self, event: Event, change: Change) -> None:
+        change.count("events_duplicate", event["ward_code"], local_day(event["occurred_at"]))
+
+    def on_dead_letter(self, error: ContractError, where: SourcePosition, change: Change) -> None:
+        change.count("events_dead_lettered", "", local_day(where.timestamp))
+
+    def on_beyond_horizon(self, event: Event, change: Change) -> None:
+        """Not counted as an event (its id may be forgotten), but as refused: it is dead-lettered."""
+        change.count("events_beyond_horizon", event["ward_code"], local_day(event["occurred_at"]))
+        assert change.source is not None
+        change.count("events_dead_lettered", "", local_day(change.source.timestamp))
+
+
 def _dossier(event: Event, change: Change, part: str) -> None:
     """Join a dossier's submission and completion to count completion on time."""
     dossier_id = event["correlation_id"]
-    dossier = dict(change.get("dossiers", dossier_id, {}))
+    dossier = dict(change.get(DOSSIERS, dossier_id, {}))
     if part in dossier:
         return  # a second completion/submission of one dossier adds nothing to the join
     dossier[part] = {
@@ -130,13 +154,13 @@ def _dossier(event: Event, change: Change, part: str) -> None:
         if done["at"] <= dossier["submitted"]["due_at"]:
             change.count("procedures_completed_on_time", done["ward"], local_day(done["at"]))
         dossier["closed"] = True
-    change.set("dossiers", dossier_id, dossier)
+    change.set(DOSSIERS, dossier_id, dossier)
 
 
 def _chain(event: Event, change: Change, chain: str, step: str) -> None:
     """Track an interconnected procedure; count it when started and when all steps are done."""
     dossier_id = event["correlation_id"]
-    entry = dict(change.get("chains", dossier_id, {"kind": chain, "steps": {}}))
+    entry = dict(change.get(CHAINS, dossier_id, {"kind": chain, "steps": {}}))
     steps = dict(entry["steps"])
     if step in steps:
         return
@@ -152,4 +176,4 @@ def _chain(event: Event, change: Change, chain: str, step: str) -> None:
         last_at = max(s["at"] for s in steps.values())
         entry["completed_at"] = last_at
         change.count(f"{chain.lower()}_chain_completed", entry["ward"], local_day(last_at))
-    change.set("chains", dossier_id, entry)
+    change.set(CHAINS, dossier_id, entry)

@@ -1,7 +1,12 @@
 """One Kafka message in, one atomic state change out: the worker's pure core.
 
 The Faust agent is a thin shell around :class:`Processor`, so the counting and
-flagging logic can be tested, profiled and benchmarked without a broker.
+flagging logic can be tested, profiled and benchmarked without a broker. The
+processor itself only verifies, decodes and deduplicates each message, moves the
+partition's clocks and keeps the change atomic and fenced; what an event means is
+left to its reactions (``streams.reaction``): the city's counters
+(``streams.counting``), agency liveness (``streams.liveness``), the scorecard's
+counters (``streams.scorecard``), then every flag rule (``streams.flags``).
 """
 
 from __future__ import annotations
@@ -20,17 +25,16 @@ from schemas.validation import validate
 from streams import audit
 from streams.clock import local_day
 from streams.clocks import CLOCKED_TOPICS, advance_clocks, clock_of
-from streams.counting import count_event
-from streams.flags import BaseRule, FlagRule, SourcePosition, default_rules
-from streams.flags.tallies import agency_of_topic
+from streams.counting import Counting
+from streams.flags import default_rules
+from streams.liveness import AgencyLiveness
+from streams.reaction import Reaction, hooks_of
 from streams.redaction import DeadLetterRedactor
-from streams.scorecard import DEADLETTER_PREFIX, delay_counter
-from streams.state import DEFAULT_DEADLINE_STEP, Change, Delta, PartitionState
+from streams.scorecard import ScorecardCounting
+from streams.state import DEFAULT_DEADLINE_STEP, Change, Delta, PartitionState, SourcePosition
+from streams.stores import CORE_STORES, META, StoreName
 
 Event = dict[str, Any]
-
-#: Meta-store key prefix of an agency's liveness record ({last_seen_ms, events}).
-AGENCY_KEY = "agency:"
 
 #: ``PartitionState.indexes`` key: the last message left due deadlines unreconciled
 #: (absent on a fresh or restored state: its first message looks).
@@ -46,11 +50,6 @@ DEDUPE_CLOCK = "dedupe:"
 #: Event-id dedupe is exact for events at most this far behind their topic's
 #: newest event time (``LIENTHONG_DEDUPE_HORIZON_DAYS``; docs/exactly-once.md §3a).
 DEFAULT_DEDUPE_HORIZON_DAYS = 30.0
-
-
-def agency_liveness(state: PartitionState) -> dict[str, dict[str, Any]]:
-    """Each agency's liveness record in a partition, by agency."""
-    return {k[len(AGENCY_KEY):]: v for k, v in state.stores["meta"].items() if k.startswith(AGENCY_KEY)}
 
 
 @dataclass
@@ -163,7 +162,7 @@ class Processor:
     def __init__(
         self,
         codec: EventCodec | None = None,
-        rules: list[FlagRule] | None = None,
+        rules: list[Reaction] | None = None,
         *,
         keyring: Keyring | None = None,
         redactor: DeadLetterRedactor | None = None,
@@ -171,7 +170,12 @@ class Processor:
         dedupe_horizon_days: float = DEFAULT_DEDUPE_HORIZON_DAYS,
     ) -> None:
         self.codec = codec or EventCodec()
+        #: The flag rules; the reactions are the hub's own (:func:`core_reactions`), then these.
         self.rules = rules if rules is not None else default_rules()
+        self.reactions: list[Reaction] = [*core_reactions(), *self.rules]
+        #: Every store the reactions use, and the core's: what a partition's state opens.
+        self.stores: tuple[StoreName, ...] = tuple(
+            dict.fromkeys((*CORE_STORES, *(store for r in self.reactions for store in r.stores))))
         #: Due deadlines one message reconciles at most (``LIENTHONG_DEADLINE_STEP``).
         self.deadline_step = max(1, deadline_step)
         self.dedupe_horizon_ms = int(dedupe_horizon_days * 86_400_000)
@@ -182,56 +186,41 @@ class Processor:
         self.states: dict[int, PartitionState] = {}
         #: event type → the ``on_event`` hooks that react to it (see ``event_hooks``)
         self._hooks: dict[str, list[Callable[[Event, Change], None]]] = {}
-        self._on_clock: list[Callable[[str, int, Change], None]] | None = None
+        # each hook of the protocol, from the reactions that implement it, in order
+        self._on_duplicate: list[Callable[[Event, Change], None]] = hooks_of(self.reactions, "on_duplicate")
+        self._on_dead_letter: list[Callable[[ContractError, SourcePosition, Change], None]] = hooks_of(
+            self.reactions, "on_dead_letter")
+        self._on_beyond_horizon: list[Callable[[Event, Change], None]] = hooks_of(self.reactions, "on_beyond_horizon")
+        self._on_watermark: list[Callable[[int, Change], None]] = hooks_of(self.reactions, "on_watermark")
+        self._on_clock: list[Callable[[str, int, Change], None]] = hooks_of(self.reactions, "on_clock")
 
     def state(self, partition: int) -> PartitionState:
         if partition not in self.states:
-            self.states[partition] = PartitionState(partition)
+            self.states[partition] = PartitionState(partition, self.stores)
         return self.states[partition]
 
     def adopt(self, state: PartitionState) -> None:
+        state.open_stores(self.stores)  # a state opened or folded without them still has them all
         self.states[state.partition] = state
 
     def drop(self, partition: int) -> None:
         self.states.pop(partition, None)
 
     def event_hooks(self, event_type: str) -> list[Callable[[Event, Change], None]]:
-        """The rules' ``on_event`` hooks for one event type, worked out once per type.
+        """The reactions' ``on_event`` hooks for one event type, worked out once per type.
 
-        Several calls per event are saved: a hook a rule leaves as BaseRule's no-op
-        is skipped, and so is one whose ``event_types`` leave this type out.
+        Several calls per event are saved: a hook a reaction leaves as BaseReaction's
+        no-op is skipped, and so is one whose ``event_types`` leave this type out.
         """
         hooks = self._hooks.get(event_type)
         if hooks is None:
-            hooks = self._hooks[event_type] = [
-                rule.on_event for rule in self.rules
-                if getattr(type(rule), "on_event", None) is not BaseRule.on_event
-                and (getattr(rule, "event_types", None) is None or event_type in rule.event_types)  # type: ignore[attr-defined]
-            ]
+            hooks = self._hooks[event_type] = hooks_of(self.reactions, "on_event", event_type)
         return hooks
 
-    def _clock_hooks(self) -> list[Callable[[str, int, Change], None]]:
-        """The rules' ``on_clock`` hooks (those that are not BaseRule's no-op)."""
-        hooks = self._on_clock
-        if hooks is None:
-            hooks = self._on_clock = [
-                rule.on_clock for rule in self.rules
-                if getattr(type(rule), "on_clock", None) is not BaseRule.on_clock
-            ]
-        return hooks
-
-    def _count_dead_letter(self, dead: DeadLetter, change: Change) -> None:
-        """A message or item refused by its contract: counted, and the rules told (CONTRACT_VIOLATION)."""
-        self._count_refused(change, dead.where)
-        for rule in self.rules:
-            rule.on_dead_letter(dead.error, dead.where, change)
-
-    @staticmethod
-    def _count_refused(change: Change, where: SourcePosition) -> None:
-        day = local_day(where.timestamp)
-        change.count("events_dead_lettered", "", day)
-        # the scorecard's dead-letter share, by the agency of the topic
-        change.count(DEADLETTER_PREFIX + (agency_of_topic(where.topic) or "UNKNOWN"), "", day)
+    def _refused(self, dead: DeadLetter, change: Change) -> None:
+        """A message or item refused by its contract: the reactions told (counted, CONTRACT_VIOLATION)."""
+        for on_dead_letter in self._on_dead_letter:
+            on_dead_letter(dead.error, dead.where, change)
 
     def _beyond_horizon(
         self, event: Event, where: SourcePosition, batch_index: int | None, proof: Proof | None,
@@ -253,14 +242,12 @@ class Processor:
         dead = DeadLetter(self.codec.encode(event, check=False), error, where, batch_index=batch_index)
         dead.proof = proof
         dead_letters.append(self.redact(dead))
-        change.count("events_beyond_horizon", event["ward_code"], local_day(event["occurred_at"]))
-        self._count_refused(change, where)
-        for rule in self.rules:
-            rule.on_beyond_horizon(event, change)
+        for on_beyond_horizon in self._on_beyond_horizon:
+            on_beyond_horizon(event, change)
 
     def _expire_buckets(self, change: Change, topic: str, newest: int) -> None:
         """Move the topic's dedupe clock to ``newest``; forget buckets whose day left the horizon."""
-        change.set("meta", DEDUPE_CLOCK + topic, newest)
+        change.set(META, DEDUPE_CLOCK + topic, newest)
         keep_from = local_day(newest - self.dedupe_horizon_ms)
         # buckets are days: nothing new can leave the horizon until its first day moves
         # (an event older than it is refused, so opens no bucket below it)
@@ -285,10 +272,10 @@ class Processor:
         change.deadlines_left = False
         for clock_topic in CLOCKED_TOPICS:
             clock = clock_of(change, clock_topic)
-            for on_clock in self._clock_hooks():
+            for on_clock in self._on_clock:
                 on_clock(clock_topic, clock, change)
-        for rule in self.rules:
-            rule.on_watermark(watermark, change)
+        for on_watermark in self._on_watermark:
+            on_watermark(watermark, change)
 
     def decode(
         self, value: bytes, where: SourcePosition, agency: str | None = None
@@ -423,20 +410,21 @@ class Processor:
         idle: Collection[str] | None,
     ) -> None:
         """One message's share of a change: verify, decode, dedupe, count, flag, move the clocks."""
-        timestamp = message.timestamp
-        where = SourcePosition(topic, partition, message.offset, timestamp)
+        where = change.source = SourcePosition(topic, partition, message.offset, message.timestamp)
+        change.now_ms = now_ms
         events, dead_letters, proof, indexes = self.verified_decode_indexed(message.value, where, message.headers)
         if events or proof is not None:
             outcome.audits.append(audit.append(change, where, message.value, proof, events))
         for dead in dead_letters:
-            self._count_dead_letter(dead, change)
+            self._refused(dead, change)
         watermark = before = change.watermark
         newest = 0  # newest event time of this message (one topic: one feed's clock)
         hooks_for = self.event_hooks
+        on_duplicates = self._on_duplicate
         first_sighting = change.first_sighting
         accepted: dict[str, int] = {}
         # dedupe: exact within the horizon behind this topic's newest event time (docs/exactly-once.md §3a)
-        dedupe_clock = int(change.get("meta", DEDUPE_CLOCK + topic, 0) or 0)
+        dedupe_clock = int(change.get(META, DEDUPE_CLOCK + topic, 0) or 0)
         oldest = dedupe_clock - self.dedupe_horizon_ms
         newest_any = dedupe_clock
         for position, event in enumerate(events):
@@ -449,51 +437,42 @@ class Processor:
                 newest_any = at
             day = local_day(at)
             if not first_sighting(event["event_id"], f"{topic}|{day}"):  # dedupe_bucket, inlined
-                change.count("events_duplicate", event["ward_code"], day)
                 outcome.duplicates[event["source"]] += 1
-                for rule in self.rules:
-                    rule.on_duplicate(event, change)
+                for on_duplicate in on_duplicates:
+                    on_duplicate(event, change)
                 continue
             source = event["source"]
             accepted[source] = accepted.get(source, 0) + 1
-            count_event(event, change)
             for hook in hooks_for(event["event_type"]):
                 hook(event, change)
             # heartbeats carry wall-clock time; only agency events move event time
-            if event["event_type"] not in WALL_CLOCK_EVENTS:
-                at = event["occurred_at"]
-                # the scorecard's sharing delay: event time → hub time (the message's Kafka time)
-                change.count(delay_counter(source, at, timestamp), event["ward_code"], local_day(at))
-                if at > newest:
-                    newest = at
+            if at > newest and event["event_type"] not in WALL_CLOCK_EVENTS:
+                newest = at
         watermark = max(watermark, newest)
         if newest_any > dedupe_clock:
             self._expire_buckets(change, topic, newest_any)
         outcome.accepted.update(accepted)
-        for source, n in accepted.items():
-            # wall clock, on purpose: AGENCY_SILENT is about the agency being live now
-            seen = change.get("meta", AGENCY_KEY + source, {"events": 0})
-            change.set(
-                "meta",
-                AGENCY_KEY + source,
-                {"last_seen_ms": now_ms if now_ms is not None else timestamp, "events": seen["events"] + n},
-            )
         # Within one change the idle set is the same for every message, and after a first
         # advance the clocks are at rest for it: only a feed's own clock moving can move any.
         if not change.clocks_at_rest or newest > clock_of(change, topic):
             for clock_topic, clock in advance_clocks(change, topic, newest, idle):
-                for on_clock in self._clock_hooks():
+                for on_clock in self._on_clock:
                     on_clock(clock_topic, clock, change)
             change.clocks_at_rest = True
         if watermark > before:
-            change.set("meta", "watermark", watermark)
-            for rule in self.rules:
-                rule.on_watermark(watermark, change)
+            change.set(META, "watermark", watermark)
+            for on_watermark in self._on_watermark:
+                on_watermark(watermark, change)
         for dead in dead_letters:
             dead.key = message.key
             if message.headers:
                 dead.carried = carried_headers(message.headers, whole=dead.batch_index is None)
         outcome.dead_letters.extend(dead_letters)
+
+
+def core_reactions() -> list[Reaction]:
+    """The hub's own reactions, before any flag rule: the city's counters, agency liveness, the scorecard's counters."""
+    return [Counting(), AgencyLiveness(), ScorecardCounting()]
 
 
 def _signed_by(event: Event, agency: str | None) -> Event:

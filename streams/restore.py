@@ -24,6 +24,7 @@ from hubbase.logs import get_logger
 from streams import changelog, parts
 from streams.state import Delta
 from streams.store import DiskPartitionState, PartitionDB
+from streams.stores import StoreName
 
 log = get_logger(__name__)
 
@@ -52,8 +53,12 @@ def trusted(db: PartitionDB, tail: changelog.Tail | None) -> bool:
 class DiskStates:
     """The partition databases of one worker, under ``root/p<partition>``."""
 
-    def __init__(self, root: Path, bootstrap: str, topic: str, cache_entries: int) -> None:
+    def __init__(
+        self, root: Path, bootstrap: str, topic: str, cache_entries: int, stores: tuple[StoreName, ...] = (),
+    ) -> None:
         self.root = root
+        #: The stores the worker's reactions use (``Processor.stores``): each partition opens them.
+        self.stores = stores
         self.bootstrap = bootstrap
         self.topic = topic
         self.cache_entries = cache_entries
@@ -75,7 +80,7 @@ class DiskStates:
         tail = await changelog.tail(self.bootstrap, self.topic, partition)
         if path.exists():
             db = PartitionDB(path)
-            state = DiskPartitionState(partition, db, self.cache_entries)
+            state = DiskPartitionState(partition, db, self.cache_entries, self.stores)
             if not state.is_new and trusted(db, tail):
                 self.opened_local += 1
                 return Opened(state, "local store", 0)
@@ -84,7 +89,7 @@ class DiskStates:
             if not state.is_new:
                 log.info("local_store_not_trusted", partition=partition, tail_writer=tail and tail.writer,
                          writer=db.writer)
-        state = DiskPartitionState(partition, PartitionDB(path), self.cache_entries)
+        state = DiskPartitionState(partition, PartitionDB(path), self.cache_entries, self.stores)
         folded = await self.fold(state, committed)
         if tail is not None:
             state.db.db.put(RESTORED_TAIL, tail.mark())

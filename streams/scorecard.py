@@ -5,8 +5,8 @@ events, the share dead-lettered, the median and 95th-percentile **sharing
 delay** (event time → hub time: ``occurred_at`` to the Kafka timestamp of the
 message that brought the event), SLA breaches, open flags and silences.
 
-Everything that comes from the event history is kept as counters (``Change.count``
-in the processor), so it is fenced like every other count and merges across
+Everything that comes from the event history is kept as counters, added by the
+:class:`ScorecardCounting` reaction beside the city's counters, so it is fenced like every other count and merges across
 partitions and workers by addition:
 
 * ``delay:<AGENCY>:<bucket>|ward|day`` — first-seen events by sharing delay, in
@@ -34,9 +34,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from schemas.contracts import WALL_CLOCK_EVENTS, agency_of_topic
+from schemas.errors import ContractError
 from streams.clock import local_day
 from streams.flags.rollups import parse_rollup_subject
-from streams.state import split_counter_key
+from streams.reaction import BaseReaction, Event
+from streams.state import Change, SourcePosition, split_counter_key
 
 DELAY_PREFIX = "delay:"
 DEADLETTER_PREFIX = "deadletter:"
@@ -65,6 +68,29 @@ def delay_bucket(delay_ms: int) -> int:
 def delay_counter(agency: str, occurred_at: int, hub_ms: int) -> str:
     """The metric name of one event's sharing delay (the ward and day are the event's)."""
     return f"{DELAY_PREFIX}{agency}:{delay_bucket(hub_ms - occurred_at)}"
+
+
+class ScorecardCounting(BaseReaction):
+    """The scorecard's counters: each first-seen event's sharing delay, each refusal by agency."""
+
+    def on_event(self, event: Event, change: Change) -> None:
+        # heartbeats carry wall-clock time: only agency events have a sharing delay
+        if event["event_type"] in WALL_CLOCK_EVENTS:
+            return
+        assert change.source is not None
+        at = event["occurred_at"]
+        change.count(delay_counter(event["source"], at, change.source.timestamp), event["ward_code"], local_day(at))
+
+    def on_dead_letter(self, error: ContractError, where: SourcePosition, change: Change) -> None:
+        _count_refused(change, where)
+
+    def on_beyond_horizon(self, event: Event, change: Change) -> None:
+        assert change.source is not None
+        _count_refused(change, change.source)
+
+
+def _count_refused(change: Change, where: SourcePosition) -> None:
+    change.count(DEADLETTER_PREFIX + (agency_of_topic(where.topic) or "UNKNOWN"), "", local_day(where.timestamp))
 
 
 def percentile_ms(histogram: Mapping[int, int], q: float) -> float | None:

@@ -37,6 +37,9 @@ def owns_publisher_partition(assignment: Iterable[Any]) -> bool:
 class SilenceMonitor:
     """Opens a flag per agency silent longer than ``threshold_ms``; resolves it when heard again."""
 
+    #: The one flag type it raises (wall clock, not a reaction to events).
+    flag_types = ("AGENCY_SILENT",)
+
     #: Silence periods kept for the scorecard (the oldest are dropped first).
     PERIODS_KEPT = 1000
 

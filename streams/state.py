@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from streams.stores import CORE_STORES, META, StoreName, move_legacy_liveness
+
 _ABSENT = object()
 
 #: Deadlines one message reconciles at most, unless the processor says otherwise
@@ -43,8 +45,14 @@ def dedupe_bucket(topic: str, day: str) -> str:
     return f"{topic}|{day}"
 
 
-#: Stores kept per partition, each a dict of key → JSON-able value.
-STORES = ("meta", "flags", "chains", "dossiers", "citizens", "pending", "rolled", "rollups", "partials")
+@dataclass(frozen=True)
+class SourcePosition:
+    """Where a Kafka message came from; ``timestamp`` is the Kafka message time (ms)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
 
 
 def counter_key(metric: str, ward: str, day: str) -> str:
@@ -114,7 +122,9 @@ class Delta:
         seen = raw.get("n") or {}
         if isinstance(seen, list):  # written before dedupe buckets: one bucket that never expires
             seen = {LEGACY_BUCKET: seen}
-        return cls(raw["s"], raw["t"], raw["o"], raw.get("i", {}), seen, raw.get("p", {}),
+        put = raw.get("p", {})
+        move_legacy_liveness(put)
+        return cls(raw["s"], raw["t"], raw["o"], raw.get("i", {}), seen, put,
                    raw.get("a", []), raw.get("d", []), raw.get("x", []), raw.get("f"), raw.get("u", []))
 
     def encode(self) -> bytes:
@@ -137,7 +147,7 @@ class Delta:
 class PartitionState:
     """Everything one partition number knows, rebuilt by folding its deltas."""
 
-    def __init__(self, partition: int) -> None:
+    def __init__(self, partition: int, stores: Iterable[StoreName] = ()) -> None:
         self.partition = partition
         self.seq = 0
         self.applied: dict[str, int] = {}
@@ -145,16 +155,24 @@ class PartitionState:
         #: Event ids seen, by dedupe bucket (``topic|day``); buckets older than the
         #: dedupe horizon are dropped by a delta (``Delta.expired``), so memory is bounded.
         self.seen: dict[str, set[str]] = {}
-        self.stores: dict[str, dict[str, Any]] = {name: {} for name in STORES}
+        #: Each store a dict of key → JSON-able value: the core's and ``stores`` (the
+        #: processor's reactions', ``Processor.stores``); a delta may add others.
+        self.stores: dict[str, dict[str, Any]] = {name: {} for name in (*CORE_STORES, *stores)}
         #: Bumped on every applied delta; lets views cache work per version.
         self.version = 0
         #: In-memory indexes that rules derive from the stores (e.g. a deadline
         #: heap), by rule; never persisted, rebuilt from the stores after a fold.
         self.indexes: dict[str, Any] = {}
 
+    def open_stores(self, names: Iterable[StoreName]) -> None:
+        """Make sure each named store exists (a reaction's store nothing was written to yet)."""
+        for name in names:
+            if name not in self.stores:
+                self.stores[name] = {}
+
     @classmethod
-    def fold(cls, partition: int, deltas: Iterable[Delta]) -> PartitionState:
-        state = cls(partition)
+    def fold(cls, partition: int, deltas: Iterable[Delta], stores: Iterable[StoreName] = ()) -> PartitionState:
+        state = cls(partition, stores)
         for delta in sorted(deltas, key=lambda d: d.seq):
             state.apply(delta)
         return state
@@ -191,7 +209,7 @@ class PartitionState:
 
     @property
     def watermark(self) -> int:
-        return int(self.stores["meta"].get("watermark", 0))
+        return int(self.stores[META].get("watermark", 0))
 
 
 class Change:
@@ -200,7 +218,7 @@ class Change:
 
     def __init__(self, state: PartitionState, topic: str, offset: int, deadline_step: int = DEFAULT_DEADLINE_STEP) -> None:
         self.state = state
-        #: Due deadlines this message may still reconcile (``streams.flags.deadlines``):
+        #: Due deadlines this message may still reconcile (``streams.timers``):
         #: a watermark jump past a backlog's deadlines is worked off in bounded steps,
         #: the rest on the partition's following messages, so no delta grows with it.
         self.deadline_budget = deadline_step
@@ -223,11 +241,21 @@ class Change:
         #: A group commit's first offset (``Delta.first``), and its audit records (``Delta.audits``).
         self.first_offset: int | None = None
         self.audits: list[dict[str, Any]] = []
+        #: The message being applied (set by the processor before its reactions run).
+        self.source: SourcePosition | None = None
+        #: The wall clock when the message is applied (agency liveness only); None: use its Kafka time.
+        self.now_ms: int | None = None
 
     def count(self, metric: str, ward: str, day: str, n: int = 1) -> None:
         key = f"{metric}|{ward}|{day}"  # counter_key, inlined: several calls per event
         inc = self.inc
         inc[key] = inc.get(key, 0) + n
+
+    def counted(self, metric: str, ward: str, day: str) -> int:
+        """A counter's value with this change's increments (read-your-writes; the reactions before
+        this one have counted the current event: ``Counting`` runs first)."""
+        key = counter_key(metric, ward, day)
+        return int(self.state.counters.get(key, 0) + self.inc.get(key, 0))
 
     def first_sighting(self, event_id: str, bucket: str) -> bool:
         """True the first time an event id is seen in its dedupe bucket (``topic|day``); records it.
@@ -256,7 +284,7 @@ class Change:
         """Forget a dedupe bucket (its day fell out of the horizon), with this message's delta."""
         self.expired.append(bucket)
 
-    def get(self, store: str, key: str, default: Any = None) -> Any:
+    def get(self, store: StoreName, key: str, default: Any = None) -> Any:
         pending = self.put.get(store)
         if pending is not None:
             value = pending.get(key, _ABSENT)
@@ -268,15 +296,15 @@ class Change:
     @property
     def watermark(self) -> int:
         """The partition's watermark with this change's writes (``PartitionState.watermark``'s twin)."""
-        return int(self.get("meta", "watermark", 0) or 0)
+        return int(self.get(META, "watermark", 0) or 0)
 
-    def set(self, store: str, key: str, value: Any) -> None:
+    def set(self, store: StoreName, key: str, value: Any) -> None:
         self.put.setdefault(store, {})[key] = value
 
-    def delete(self, store: str, key: str) -> None:
+    def delete(self, store: StoreName, key: str) -> None:
         self.set(store, key, None)
 
-    def items(self, store: str) -> Iterable[tuple[str, Any]]:
+    def items(self, store: StoreName) -> Iterable[tuple[str, Any]]:
         """Current items of a store including this change's writes."""
         target = self.state.stores.get(store)
         merged = {} if target is None else dict(target.items())

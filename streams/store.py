@@ -32,19 +32,19 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 import rocksdict
 
-from streams.state import STORES, Delta, PartitionState
+from streams.state import Delta, PartitionState
+from streams.stores import CORE_STORES, LEGACY_AGENCY_PREFIX, LIVENESS, META, StoreName
 
-#: Stores small enough to live in memory (and written through to disk).
-RESIDENT_STORES = ("meta",)
-#: Per-subject stores: on disk, read through a bounded cache.
-DISK_STORES = tuple(s for s in STORES if s not in RESIDENT_STORES)
+#: Stores small enough to live in memory (and written through to disk); every other
+#: store (per subject) is on disk, read through a bounded cache.
+RESIDENT_STORES: tuple[StoreName, ...] = (META,)
 
 #: Default values cached per disk store and partition (``LIENTHONG_STATE_CACHE``).
 DEFAULT_CACHE_ENTRIES = 2000
@@ -279,7 +279,10 @@ class DiskPartitionState(PartitionState):
     counters and ``meta`` are read, the rest is read on demand.
     """
 
-    def __init__(self, partition: int, db: PartitionDB, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
+    def __init__(
+        self, partition: int, db: PartitionDB, cache_entries: int = DEFAULT_CACHE_ENTRIES,
+        stores: tuple[StoreName, ...] = (),
+    ) -> None:
         super().__init__(partition)
         self.db = db
         #: Keep each applied delta's encoding until its offset is committed (False while folding a changelog).
@@ -290,9 +293,28 @@ class DiskPartitionState(PartitionState):
         for key, value in db.scan(b"c|"):
             self.counters[key[2:].decode()] = int(value)
         self.seen = SeenIds(db)  # type: ignore[assignment]  # the same reads as the dict of sets
-        stores: dict[str, Any] = {name: ResidentMap(db, name) for name in RESIDENT_STORES}
-        stores.update({name: DiskMap(db, name, cache_entries) for name in DISK_STORES})
-        self.stores = stores
+        self.cache_entries = cache_entries
+        self.stores = {name: ResidentMap(db, name) for name in RESIDENT_STORES}
+        self.open_stores((*CORE_STORES, *stores))
+        self._move_legacy_liveness()
+
+    def open_stores(self, names: Iterable[StoreName]) -> None:
+        for name in names:
+            if name not in self.stores:
+                self.stores[name] = DiskMap(self.db, name, self.cache_entries)  # type: ignore[assignment]
+
+    def _move_legacy_liveness(self) -> None:
+        """A database written before the ``liveness`` store kept liveness in ``meta``: move it, once."""
+        meta: Any = self.stores[META]
+        legacy = [key for key in meta if key.startswith(LEGACY_AGENCY_PREFIX)]
+        agencies: Any = self.stores.get(LIVENESS)
+        if not legacy or agencies is None:
+            return
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key in legacy:
+            agencies.write(batch, key[len(LEGACY_AGENCY_PREFIX):], meta[key])
+            meta.write(batch, key, None)
+        self.db.write(batch)
 
     @property
     def is_new(self) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 
 from schemas.codec import EventCodec
 from schemas.contracts import TOPIC_OF_EVENT
-from streams.flags import FlagRule, default_rules
+from streams.flags import Reaction, default_rules
 from streams.flags.rollups import merged_rollups
 from streams.processor import DeadLetter, Processor
 from streams.rollup_merge import merge, partial_messages
@@ -43,7 +43,7 @@ class Feed:
         self,
         sla: Mapping[str, float] | None = None,
         *,
-        rules: Sequence[FlagRule] | None = None,
+        rules: Sequence[Reaction] | None = None,
         codec: EventCodec | None = None,
         now_ms: int = DEFAULT_NOW_MS,
         partition: int = 0,

@@ -15,7 +15,7 @@ from typing import Any
 
 from streams.flags.rollups import is_partition_rollup, merged_rollups, rolled_subjects
 from streams.kpis import compute_kpis, filter_counters
-from streams.processor import agency_liveness
+from streams.liveness import agency_liveness
 from streams.scorecard import build_scorecard
 from streams.state import PartitionState
 

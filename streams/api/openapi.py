@@ -10,9 +10,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from schemas.vocabulary import AGENCIES, FLAG_TYPES, LISTED_FLAG_STATUSES
+from schemas.vocabulary import AGENCIES, LISTED_FLAG_STATUSES
 from schemas.wards import city_wards
 from streams.api.flag_pages import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, ORDERS
+from streams.flags import FLAG_TYPES
 from streams.kpis import PLAIN_KPIS, RESIDENCE_KINDS
 
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"

@@ -21,13 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
-from schemas.vocabulary import AGENCIES, FLAG_TYPES, LISTED_FLAG_STATUSES
+from schemas.vocabulary import AGENCIES, LISTED_FLAG_STATUSES
 from schemas.wards import city_wards, ward_codes
 from streams.api.flag_pages import PageError, PageRequest, api_flag, page_of
 from streams.api.metrics import CONTENT_TYPE, HubMetrics
 from streams.api.openapi import DAY_PATTERN, MONTH_PATTERN, openapi_document
 from streams.api.worker_view import WorkerView
 from streams.clock import iso_utc
+from streams.flags import FLAG_TYPES
 from streams.flags.rollups import parse_rollup_subject
 from streams.state import split_counter_key
 

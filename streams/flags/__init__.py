@@ -18,7 +18,6 @@ from streams.flags.citizens import CitizenDataRule
 from streams.flags.dossiers import ChainStalledRule, ProcedureOverdueRule
 from streams.flags.records import flag_id, make_flag, open_flag, reconcile, resolve_flag
 from streams.flags.rollups import SyncRollup
-from streams.flags.rules import BaseRule, Event, FlagRule, SourcePosition
 from streams.flags.tallies import (
     ContractViolationRule,
     DuplicateEventRule,
@@ -26,24 +25,21 @@ from streams.flags.tallies import (
     Tallies,
     TallyClock,
 )
+from streams.reaction import BaseReaction, Event, Reaction
+from streams.silence import SilenceMonitor
 from streams.sla import resolve_sla, sla_ms
+from streams.state import SourcePosition
 
-FLAG_TYPES = (
-    "SYNC_FAILED",
-    "SYNC_MISSING",
-    "INSURANCE_NOT_SHARED",
-    "CHAIN_STALLED",
-    "PROCEDURE_OVERDUE",
-    "CONTRACT_VIOLATION",
-    "DUPLICATE_EVENT",
-    "LATE_EVENT",
-    "AGENCY_SILENT",
-)
 FLAG_STATUSES = ("OPEN", "RESOLVED", "WITHDRAWN")
 
 
-def default_rules(sla: Mapping[str, float] | None = None) -> list[FlagRule]:
-    """Every event-time rule, with SLAs (hours) from ``sla`` over the defaults."""
+def default_rules(sla: Mapping[str, float] | None = None) -> list[Reaction]:
+    """Every event-time rule, with SLAs (hours) from ``sla`` over the defaults: the registry.
+
+    A new flag rule is its module and one line here (and its SLA in ``streams.sla``,
+    if it has a new one): its ``flag_types`` join :data:`FLAG_TYPES`, and the
+    ``Flag`` schema's type is an open value (docs/contracts.md).
+    """
     hours = resolve_sla(sla)
     tallies = Tallies()
     rollup = SyncRollup(sla_ms(hours, "INSURANCE_SYNC"))
@@ -59,16 +55,22 @@ def default_rules(sla: Mapping[str, float] | None = None) -> list[FlagRule]:
     ]
 
 
+#: Every flag type the hub raises, in the rules' order: each registered rule's
+#: ``flag_types``, then the wall-clock ``AGENCY_SILENT`` (``streams.silence``).
+FLAG_TYPES: tuple[str, ...] = tuple(dict.fromkeys(
+    [*(flag_type for rule in default_rules() for flag_type in rule.flag_types), *SilenceMonitor.flag_types]))
+
+
 __all__ = [
     "FLAG_STATUSES",
     "FLAG_TYPES",
-    "BaseRule",
+    "BaseReaction",
     "ChainStalledRule",
     "CitizenDataRule",
     "ContractViolationRule",
     "DuplicateEventRule",
     "Event",
-    "FlagRule",
+    "Reaction",
     "LateEventRule",
     "ProcedureOverdueRule",
     "SourcePosition",

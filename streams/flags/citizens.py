@@ -22,12 +22,16 @@ from typing import Any
 from schemas.topics import INSURANCE
 from streams.clock import iso_utc
 from streams.clocks import clock_of
-from streams.flags.deadlines import Deadlines
-from streams.flags.records import EVIDENCE_CAP, Flag, flag_id, make_flag, reconcile
+from streams.flags.records import EVIDENCE_CAP, FLAGS, Flag, flag_id, make_flag, reconcile
 from streams.flags.rollups import SyncRollup
-from streams.flags.rules import BaseRule, Event
+from streams.reaction import BaseReaction, Event
 from streams.sla import sla_ms
 from streams.state import Change
+from streams.stores import PENDING, StoreName
+from streams.timers import Timers
+
+#: Each citizen's ID card, syncs and check-ins: the facts its three flags are reconciled from.
+CITIZENS = StoreName("citizens")
 
 #: Most recent facts kept per citizen and kind (by event time, so the kept set
 #: does not depend on arrival order).
@@ -194,17 +198,19 @@ def insurance_not_shared(ref: str, record: Record, clock: int) -> Flag | None:
     )
 
 
-class CitizenDataRule(BaseRule):
+class CitizenDataRule(BaseReaction):
     """Keeps each citizen's card/sync/check-in facts and reconciles their three flags."""
 
     TRACKED = frozenset({"IdCardIssued", "HealthInsuranceSynced", "MedicalCheckIn"})
     event_types = TRACKED
+    stores = (CITIZENS, FLAGS, PENDING)
+    flag_types = ("SYNC_FAILED", "SYNC_MISSING", "INSURANCE_NOT_SHARED")
 
     def __init__(self, sla: dict[str, float], rollup: SyncRollup | None = None) -> None:
         self.sync_sla = sla_ms(sla, "INSURANCE_SYNC")
-        self.deadlines = Deadlines("SYNC_MISSING")
+        self.deadlines = Timers("SYNC_MISSING")
         #: check-ins waiting for social insurance's clock to reach them
-        self.visits = Deadlines("INSURANCE_NOT_SHARED")
+        self.visits = Timers("INSURANCE_NOT_SHARED")
         #: puts SYNC_MISSING behind one flag per ward and day where the flow is missing wholesale
         self.rollup = rollup or SyncRollup(self.sync_sla)
 
@@ -212,17 +218,17 @@ class CitizenDataRule(BaseRule):
         if event["event_type"] not in self.TRACKED:
             return
         ref = event["citizen_ref"]
-        record = change.get("citizens", ref, {})
+        record = change.get(CITIZENS, ref, {})
         updated = remember(record, event)
         if updated is record:
             return
-        change.set("citizens", ref, updated)
+        change.set(CITIZENS, ref, updated)
         watermark = clock_of(change, INSURANCE)  # SYNC_MISSING waits for social insurance's feed
         card = updated.get("card")
         if card is not None:
-            self.deadlines.add(change, card[0] + self.sync_sla, ref, watermark)
+            self.deadlines.notify_at(change, card[0] + self.sync_sla, ref, watermark)
         if event["event_type"] == "MedicalCheckIn" and event["insurance_lookup"] == "NOT_FOUND":
-            self.visits.add(change, event["occurred_at"] - 1, ref, watermark)
+            self.visits.notify_at(change, event["occurred_at"] - 1, ref, watermark)
         kind = event["event_type"]
         self.reconcile_all(ref, updated, watermark, change,
                            syncs_changed=kind == "HealthInsuranceSynced", checkin_only=kind == "MedicalCheckIn")
@@ -230,9 +236,9 @@ class CitizenDataRule(BaseRule):
     def on_clock(self, topic: str, watermark: int, change: Change) -> None:
         if topic != INSURANCE:
             return
-        for ref, record in self.deadlines.due_records(change, watermark, "citizens"):
+        for ref, record in self.deadlines.due_records(change, watermark, CITIZENS):
             self.rollup.place(change, ref, record.get("card"), sync_missing(ref, record, watermark, self.sync_sla))
-        for ref, record in self.visits.due_records(change, watermark, "citizens"):
+        for ref, record in self.visits.due_records(change, watermark, CITIZENS):
             reconcile(change, flag_id("INSURANCE_NOT_SHARED", ref), insurance_not_shared(ref, record, watermark))
 
     def reconcile_all(

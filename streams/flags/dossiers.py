@@ -19,12 +19,13 @@ from typing import Any
 from schemas.topics import INSURANCE, PROCEDURES, RESIDENCE, WELFARE
 from streams.clock import iso_utc
 from streams.clocks import clock_of
-from streams.counting import CHAIN_STEPS, chain_step
-from streams.flags.deadlines import Deadlines
-from streams.flags.records import Flag, flag_id, make_flag, reconcile
-from streams.flags.rules import BaseRule, Event
+from streams.counting import CHAIN_STEPS, CHAINS, DOSSIERS, chain_step
+from streams.flags.records import FLAGS, Flag, flag_id, make_flag, reconcile
+from streams.reaction import BaseReaction, Event
 from streams.sla import sla_ms
 from streams.state import Change
+from streams.stores import PENDING
+from streams.timers import Timers
 
 #: Agency that owes each step after the first.
 STEP_AGENCY: dict[str, str] = {
@@ -118,23 +119,26 @@ def procedure_overdue(dossier_id: str, dossier: dict[str, Any], watermark: int) 
     )
 
 
-class ChainStalledRule(BaseRule):
+class ChainStalledRule(BaseReaction):
     #: every event type that can be a chain step (``chain_step`` decides which are)
     event_types = frozenset({"BirthRegistered", "ResidenceRegistered", "HealthInsuranceCardIssued",
                              "DeathRegistered", "ResidenceDeregistered", "FuneralAllowanceGranted"})
 
+    stores = (CHAINS, FLAGS, PENDING)
+    flag_types = ("CHAIN_STALLED",)
+
     def __init__(self, sla: dict[str, float]) -> None:
         self.sla = {kind: sla_ms(sla, f"{kind}_CHAIN") for kind in CHAIN_STEPS}
         #: deadlines by the feed of the step they wait for
-        self.deadlines = {topic: Deadlines(f"CHAIN_STALLED@{topic}") for topic in set(STEP_TOPIC.values())}
+        self.deadlines = {topic: Timers(f"CHAIN_STALLED@{topic}") for topic in set(STEP_TOPIC.values())}
         #: deadlines written before clocks were per feed (on the partition watermark)
-        self.legacy = Deadlines("CHAIN_STALLED")
+        self.legacy = Timers("CHAIN_STALLED")
 
     def on_event(self, event: Event, change: Change) -> None:
         if chain_step(event) is None:
             return
         dossier_id = event["correlation_id"]
-        chain = change.get("chains", dossier_id)
+        chain = change.get(CHAINS, dossier_id)
         if chain is None:
             return
         self._schedule_and_reconcile(dossier_id, chain, change)
@@ -142,11 +146,11 @@ class ChainStalledRule(BaseRule):
     def on_clock(self, topic: str, clock: int, change: Change) -> None:
         deadlines = self.deadlines.get(topic)
         if deadlines is not None:
-            for dossier_id, chain in deadlines.due_records(change, clock, "chains"):
+            for dossier_id, chain in deadlines.due_records(change, clock, CHAINS):
                 self._reconcile(dossier_id, chain, change)
 
     def on_watermark(self, watermark: int, change: Change) -> None:
-        for dossier_id, chain in self.legacy.due_records(change, watermark, "chains"):
+        for dossier_id, chain in self.legacy.due_records(change, watermark, CHAINS):
             self._schedule_and_reconcile(dossier_id, chain, change)
 
     def _schedule_and_reconcile(self, dossier_id: str, chain: dict[str, Any], change: Change) -> None:
@@ -156,7 +160,7 @@ class ChainStalledRule(BaseRule):
         if started_at is not None and step is not None:
             topic = STEP_TOPIC[step]
             deadline = started_at + self.sla[chain["kind"]]
-            self.deadlines[topic].add(change, deadline, dossier_id, clock_of(change, topic))
+            self.deadlines[topic].notify_at(change, deadline, dossier_id, clock_of(change, topic))
         self._reconcile(dossier_id, chain, change)
 
     def _reconcile(self, dossier_id: str, chain: dict[str, Any], change: Change) -> None:
@@ -166,23 +170,25 @@ class ChainStalledRule(BaseRule):
         reconcile(change, flag_id("CHAIN_STALLED", dossier_id), desired)
 
 
-class ProcedureOverdueRule(BaseRule):
+class ProcedureOverdueRule(BaseReaction):
     event_types = frozenset({"ProcedureSubmitted", "ProcedureCompleted"})
+    stores = (DOSSIERS, FLAGS, PENDING)
+    flag_types = ("PROCEDURE_OVERDUE",)
 
     def __init__(self) -> None:
-        self.deadlines = Deadlines("PROCEDURE_OVERDUE")
+        self.deadlines = Timers("PROCEDURE_OVERDUE")
 
     def on_event(self, event: Event, change: Change) -> None:
         if event["event_type"] not in ("ProcedureSubmitted", "ProcedureCompleted"):
             return
         dossier_id = event["correlation_id"]
-        dossier = change.get("dossiers", dossier_id)
+        dossier = change.get(DOSSIERS, dossier_id)
         if dossier is None:
             return
         watermark = clock_of(change, PROCEDURES)  # the portal's own feed says if it completed
         submitted = dossier.get("submitted")
         if submitted is not None:
-            self.deadlines.add(change, int(submitted["due_at"]), dossier_id, watermark)
+            self.deadlines.notify_at(change, int(submitted["due_at"]), dossier_id, watermark)
         reconcile(
             change,
             flag_id("PROCEDURE_OVERDUE", dossier_id),
@@ -192,7 +198,7 @@ class ProcedureOverdueRule(BaseRule):
     def on_clock(self, topic: str, watermark: int, change: Change) -> None:
         if topic != PROCEDURES:
             return
-        for dossier_id, dossier in self.deadlines.due_records(change, watermark, "dossiers"):
+        for dossier_id, dossier in self.deadlines.due_records(change, watermark, DOSSIERS):
             reconcile(
                 change,
                 flag_id("PROCEDURE_OVERDUE", dossier_id),

@@ -13,8 +13,12 @@ from typing import Any
 
 from schemas.personal_ids import ID_SHAPE
 from streams.state import Change
+from streams.stores import StoreName
 
 Flag = dict[str, Any]
+
+#: The flags of a partition, by flag id (type and subject).
+FLAGS = StoreName("flags")
 
 #: Evidence lists are capped: a flag is a pointer into the data, not a copy of it.
 EVIDENCE_CAP = 20
@@ -70,15 +74,15 @@ def reconcile(
     ``announce_updates=False`` publishes only status changes, so tallies that bump a
     count on every event do not flood the alerts topic.
     """
-    current = change.get("flags", fid)
+    current = change.get(FLAGS, fid)
     if desired is None:
         if current is not None:
-            change.delete("flags", fid)
+            change.delete(FLAGS, fid)
             change.flag_changes.append(dict(current, status="WITHDRAWN"))
         return
     if current == desired:
         return
-    change.set("flags", fid, desired)
+    change.set(FLAGS, fid, desired)
     if announce_updates or current is None or current["status"] != desired["status"]:
         change.flag_changes.append(desired)
 
@@ -96,7 +100,7 @@ def open_flag(
 ) -> Flag | None:
     """Open a flag unless one of that type is already known for the subject."""
     fid = flag_id(flag_type, subject)
-    if change.get("flags", fid) is not None:
+    if change.get(FLAGS, fid) is not None:
         return None
     flag = make_flag(
         flag_type,
@@ -121,7 +125,7 @@ def resolve_flag(
 ) -> Flag | None:
     """Resolve an open flag: the missing data arrived (late)."""
     fid = flag_id(flag_type, subject)
-    flag = change.get("flags", fid)
+    flag = change.get(FLAGS, fid)
     if flag is None or flag["status"] != "OPEN":
         return None
     flag = dict(

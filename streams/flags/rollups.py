@@ -48,16 +48,25 @@ from typing import Any
 from schemas.topics import IDENTITY, INSURANCE
 from streams.clock import iso_utc, local_day
 from streams.clocks import clock_of
-from streams.flags.deadlines import Deadlines
-from streams.flags.records import EVIDENCE_CAP, Flag, flag_id, make_flag, reconcile
-from streams.flags.rules import BaseRule, Event
+from streams.flags.records import EVIDENCE_CAP, FLAGS, Flag, flag_id, make_flag, reconcile
 from streams.flags.tallies import end_of_day_ms
+from streams.reaction import BaseReaction, Event
 from streams.state import Change
+from streams.stores import PENDING as TIMERS
+from streams.stores import StoreName
+from streams.timers import Timers
 
 AGENCY = "SOCIAL_INSURANCE"
 #: Fewest citizens a roll-up stands for: below that, the flags are shown one by one.
 ROLLUP_MIN = 3
 PENDING, ROLLED, RELEASED = "PENDING", "ROLLED", "RELEASED"
+
+#: Citizen flags placed in a roll-up group, by flag id ({group, flag}).
+ROLLED_FLAGS = StoreName("rolled")
+#: Roll-up groups (agency × ward × day) of the partition: status and member flag ids.
+ROLLUP_GROUPS = StoreName("rollups")
+#: The partition's absolute partial of each group, sent to the merge stage.
+ROLLUP_PARTIALS = StoreName("partials")
 WITHDRAWN = "WITHDRAWN"
 #: A partition's share of one ward × day's roll-up (``SyncRollup.partial``).
 Partial = dict[str, Any]
@@ -106,14 +115,15 @@ def _days(first: str, last: str) -> list[str]:
     return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
 
 
-class SyncRollup(BaseRule):
+class SyncRollup(BaseReaction):
     """The roll-up groups of one partition; :class:`CitizenDataRule` places each citizen flag."""
 
     event_types = frozenset({"HealthInsuranceSynced", "HealthInsuranceCardIssued"})
+    stores = (ROLLED_FLAGS, ROLLUP_GROUPS, ROLLUP_PARTIALS, FLAGS, TIMERS)
 
     def __init__(self, sla_ms: int) -> None:
         self.sla = sla_ms
-        self.deadlines = Deadlines("SYNC_ROLLUP")
+        self.deadlines = Timers("SYNC_ROLLUP")
 
     def window_end(self, day: str) -> int:
         return end_of_day_ms(day) + self.sla
@@ -123,42 +133,36 @@ class SyncRollup(BaseRule):
         """No insurance event counted for the group's ward from its day to the day of ``until``."""
         ward, day = key.split("|")
         last = local_day(min(until, self.window_end(day)))
-        counters, pending = change.state.counters, change.inc
-        for d in _days(day, max(day, last)):
-            counter = f"agency:{AGENCY}|{ward}|{d}"
-            if counters.get(counter, 0) or pending.get(counter, 0):
-                return False
-        return True
+        return not any(change.counted(f"agency:{AGENCY}", ward, d) for d in _days(day, max(day, last)))
 
     def _cards_issued(self, change: Change, key: str) -> int:
         ward, day = key.split("|")
-        counter = f"id_cards_issued|{ward}|{day}"
-        return int(change.state.counters.get(counter, 0) + change.inc.get(counter, 0))
+        return change.counted("id_cards_issued", ward, day)
 
     # -- placing a citizen's flag ------------------------------------------------
     def place(self, change: Change, ref: str, card: list[Any] | None, desired: Flag | None) -> None:
         """Reconcile a citizen's ``SYNC_MISSING`` flag, behind its group's roll-up where that applies."""
         fid = flag_id("SYNC_MISSING", ref)
-        member = change.get("rolled", fid)
+        member = change.get(ROLLED_FLAGS, fid)
         key = group_key(card) if card is not None else None
         if member is not None and (desired is None or member["group"] != key):
             self._leave(change, fid, member["group"])
             member = None
         if member is not None:
-            change.set("rolled", fid, dict(member, flag=desired))
+            change.set(ROLLED_FLAGS, fid, dict(member, flag=desired))
             self._refresh(change, member["group"])
             return
-        if desired is not None and key is not None and change.get("flags", fid) is None:
-            group = change.get("rollups", key)
+        if desired is not None and key is not None and change.get(FLAGS, fid) is None:
+            group = change.get(ROLLUP_GROUPS, key)
             if group is None or group["status"] != RELEASED:
                 self._join(change, fid, key, desired)
                 return
         reconcile(change, fid, desired)
 
     def _join(self, change: Change, fid: str, key: str, desired: Flag) -> None:
-        group = change.get("rollups", key) or {"status": PENDING, "refs": []}
-        change.set("rolled", fid, {"group": key, "flag": desired})
-        change.set("rollups", key, dict(group, refs=[*group["refs"], fid]))
+        group = change.get(ROLLUP_GROUPS, key) or {"status": PENDING, "refs": []}
+        change.set(ROLLED_FLAGS, fid, {"group": key, "flag": desired})
+        change.set(ROLLUP_GROUPS, key, dict(group, refs=[*group["refs"], fid]))
         if group["status"] == ROLLED:
             self._refresh(change, key)
             return
@@ -166,46 +170,46 @@ class SyncRollup(BaseRule):
         # or, with an SLA shorter than a day, the first citizen deadline
         day_read = min(end_of_day_ms(key.split("|")[1]), int(desired["opened_at"])) - 1
         police = clock_of(change, IDENTITY)
-        self.deadlines.add(change, day_read, key, police)
+        self.deadlines.notify_at(change, day_read, key, police)
         if day_read < police:
             self._decide(change, key)
 
     def _leave(self, change: Change, fid: str, key: str) -> None:
-        change.delete("rolled", fid)
-        group = change.get("rollups", key)
+        change.delete(ROLLED_FLAGS, fid)
+        group = change.get(ROLLUP_GROUPS, key)
         if group is not None:
-            change.set("rollups", key, dict(group, refs=[r for r in group["refs"] if r != fid]))
+            change.set(ROLLUP_GROUPS, key, dict(group, refs=[r for r in group["refs"] if r != fid]))
             self._refresh(change, key)
 
     # -- deciding and releasing ---------------------------------------------------
     def on_clock(self, topic: str, clock: int, change: Change) -> None:
         """Decide the pending groups whose day the police clock has passed."""
         if topic == IDENTITY:
-            for key, _ in self.deadlines.due_records(change, clock, "rollups"):
+            for key, _ in self.deadlines.due_records(change, clock, ROLLUP_GROUPS):
                 self._decide(change, key)
 
     def _decide(self, change: Change, key: str) -> None:
-        group = change.get("rollups", key)
+        group = change.get(ROLLUP_GROUPS, key)
         if group is None or group["status"] != PENDING:
             return
         wholesale = self._cards_issued(change, key) >= ROLLUP_MIN and self._silent(
             change, key, clock_of(change, INSURANCE))
         if wholesale and group["refs"]:
-            change.set("rollups", key, dict(group, status=ROLLED))
+            change.set(ROLLUP_GROUPS, key, dict(group, status=ROLLED))
             self._refresh(change, key)
         else:
             self._release(change, key)
 
     def _release(self, change: Change, key: str) -> None:
-        group = change.get("rollups", key)
+        group = change.get(ROLLUP_GROUPS, key)
         if group is None or group["status"] == RELEASED:
             return
-        change.set("rollups", key, {"status": RELEASED, "refs": []})
+        change.set(ROLLUP_GROUPS, key, {"status": RELEASED, "refs": []})
         self._write_partial(change, key, None)
         for fid in group["refs"]:
-            member = change.get("rolled", fid)
+            member = change.get(ROLLED_FLAGS, fid)
             if member is not None:
-                change.delete("rolled", fid)
+                change.delete(ROLLED_FLAGS, fid)
                 reconcile(change, fid, member["flag"])
 
     def on_event(self, event: Event, change: Change) -> None:
@@ -214,16 +218,16 @@ class SyncRollup(BaseRule):
         day = date.fromisoformat(local_day(at))
         for back in range(int(self.sla // 86_400_000) + 2):
             key = f"{ward}|{(day - timedelta(days=back)).isoformat()}"
-            group = change.get("rollups", key)
+            group = change.get(ROLLUP_GROUPS, key)
             if group is not None and group["status"] != RELEASED and at < self.window_end(key.split("|")[1]):
                 self._release(change, key)
 
     # -- the partition's partial ----------------------------------------------------
     def _refresh(self, change: Change, key: str) -> None:
-        group = change.get("rollups", key)
+        group = change.get(ROLLUP_GROUPS, key)
         if group is None or group["status"] != ROLLED:
             return
-        members = [m["flag"] for fid in group["refs"] if (m := change.get("rolled", fid)) is not None]
+        members = [m["flag"] for fid in group["refs"] if (m := change.get(ROLLED_FLAGS, fid)) is not None]
         self._write_partial(change, key, self.partial(key, members, change.state.partition))
 
     def _write_partial(self, change: Change, key: str, partial: Partial | None) -> None:
@@ -232,14 +236,14 @@ class SyncRollup(BaseRule):
         Written only on a change, so every partial the merge stage reads is news,
         or a replay of one it has (``merge_step``).
         """
-        current = change.get("partials", key)
+        current = change.get(ROLLUP_PARTIALS, key)
         if partial is None:
             if current is None or current["status"] == WITHDRAWN:
                 return
             partial = dict(current, status=WITHDRAWN, count=0, open=0, resolved_at=None, evidence=[])
         if current is not None and _content(current) == _content(partial):
             return
-        change.set("partials", key, dict(partial, seq=change.state.seq))
+        change.set(ROLLUP_PARTIALS, key, dict(partial, seq=change.state.seq))
 
     def partial(self, key: str, members: list[Flag], partition: int) -> Partial | None:
         """This partition's share of the roll-up of group ``key`` (absolute, not an increment)."""

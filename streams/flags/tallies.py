@@ -21,14 +21,18 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
-from schemas.contracts import SOURCE_OF_EVENT, TOPIC_OF_EVENT, WALL_CLOCK_EVENTS
+from schemas.contracts import WALL_CLOCK_EVENTS, agency_of_topic
 from schemas.errors import ContractError
 from streams.clock import CITY_TZ, local_day
-from streams.flags.deadlines import Deadlines
-from streams.flags.records import EVIDENCE_CAP, flag_id, make_flag, reconcile
-from streams.flags.rules import BaseRule, Event, SourcePosition, watermark_of
+from streams.flags.records import EVIDENCE_CAP, FLAGS, flag_id, make_flag, reconcile
+from streams.reaction import BaseReaction, Event, SourcePosition, watermark_of
 from streams.sla import sla_ms
 from streams.state import Change
+from streams.stores import META, PENDING, StoreName
+from streams.timers import Timers
+
+#: One tally per (type, agency, local day) of the partition: count and first evidence.
+TALLIES = StoreName("tallies")
 
 WHAT = {
     "DUPLICATE_EVENT": "event(s) published more than once",
@@ -44,18 +48,11 @@ def end_of_day_ms(day: str) -> int:
     return int(start.timestamp() * 1000)
 
 
-def agency_of_topic(topic: str) -> str:
-    """The one agency that publishes to a topic, or "" when several may (heartbeats)."""
-    sources = {SOURCE_OF_EVENT[t] for t, tp in TOPIC_OF_EVENT.items() if tp == topic}
-    only = next(iter(sources)) if len(sources) == 1 else None
-    return only or ""
-
-
 class Tallies:
     """The shared bookkeeping of the three informational rules."""
 
     def __init__(self) -> None:
-        self.deadlines = Deadlines("TALLY")
+        self.deadlines = Timers("TALLY")
 
     def add(
         self, change: Change, flag_type: str, agency: str, at: int, item: str, ward: str = ""
@@ -63,7 +60,7 @@ class Tallies:
         day = local_day(at)
         subject = f"{agency or 'UNKNOWN'}/{day}/p{change.state.partition}"
         fid = flag_id(flag_type, subject)
-        tally = change.get("tallies", fid) or {
+        tally = change.get(TALLIES, fid) or {
             "count": 0,
             "first": [],
             "day_end": end_of_day_ms(day),
@@ -72,14 +69,14 @@ class Tallies:
         if (len(first) < EVIDENCE_CAP or [at, item] < first[-1]) and [at, item] not in first:
             first = sorted([*first, [at, item]])[:EVIDENCE_CAP]
         tally = dict(tally, count=tally["count"] + 1, first=first)
-        change.set("tallies", fid, tally)
+        change.set(TALLIES, fid, tally)
         watermark = watermark_of(change)
-        self.deadlines.add(change, tally["day_end"], fid, watermark)
+        self.deadlines.notify_at(change, tally["day_end"], fid, watermark)
         self._reconcile(change, fid, flag_type, agency, day, subject, tally, watermark)
 
     def on_watermark(self, watermark: int, change: Change) -> None:
-        for fid, tally in self.deadlines.due_records(change, watermark, "tallies"):
-            flag = change.get("flags", fid)
+        for fid, tally in self.deadlines.due_records(change, watermark, TALLIES):
+            flag = change.get(FLAGS, fid)
             if flag is None:
                 continue
             _, day, _ = flag["subject"].split("/")
@@ -118,8 +115,11 @@ class Tallies:
         reconcile(change, fid, desired, announce_updates=False)
 
 
-class DuplicateEventRule(BaseRule):
+class DuplicateEventRule(BaseReaction):
     """An event id published twice: an agency's retry logic or export is replaying."""
+
+    stores = (TALLIES, FLAGS, PENDING)
+    flag_types = ("DUPLICATE_EVENT",)
 
     def __init__(self, tallies: Tallies) -> None:
         self.tallies = tallies
@@ -130,7 +130,7 @@ class DuplicateEventRule(BaseRule):
         )
 
 
-class LateEventRule(BaseRule):
+class LateEventRule(BaseReaction):
     """An event far behind the progress of its own topic-partition.
 
     Measured against the watermark of the event's own (topic, partition), not the
@@ -138,6 +138,9 @@ class LateEventRule(BaseRule):
     answer does not depend on how topics interleave. The event still counts in
     its own day; the flag only reports that the feed delivered it late.
     """
+
+    stores = (TALLIES, FLAGS, PENDING, META)
+    flag_types = ("LATE_EVENT",)
 
     def __init__(self, tallies: Tallies, sla: dict[str, float]) -> None:
         self.tallies = tallies
@@ -147,20 +150,23 @@ class LateEventRule(BaseRule):
         if event["event_type"] in WALL_CLOCK_EVENTS:
             return  # heartbeats carry wall-clock time, not event time
         key = f"watermark:{change.topic}"
-        topic_watermark = int(change.get("meta", key, 0) or 0)
+        topic_watermark = int(change.get(META, key, 0) or 0)
         at = event["occurred_at"]
         if at < topic_watermark - self.lateness:
             self.tallies.add(change, "LATE_EVENT", event["source"], at, event["event_id"])
         elif at > topic_watermark:
-            change.set("meta", key, at)
+            change.set(META, key, at)
 
     def on_beyond_horizon(self, event: Event, change: Change) -> None:
         """Far too late to be deduplicated (so not counted): still reported as late."""
         self.tallies.add(change, "LATE_EVENT", event["source"], event["occurred_at"], event["event_id"])
 
 
-class ContractViolationRule(BaseRule):
+class ContractViolationRule(BaseReaction):
     """A message that could not be decoded or broke its contract (dead-lettered)."""
+
+    stores = (TALLIES, FLAGS, PENDING)
+    flag_types = ("CONTRACT_VIOLATION",)
 
     def __init__(self, tallies: Tallies) -> None:
         self.tallies = tallies
@@ -172,8 +178,10 @@ class ContractViolationRule(BaseRule):
         )
 
 
-class TallyClock(BaseRule):
+class TallyClock(BaseReaction):
     """Closes the day's tallies when the watermark passes the end of the day."""
+
+    stores = (TALLIES, FLAGS, PENDING)
 
     def __init__(self, tallies: Tallies) -> None:
         self.tallies = tallies

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from schemas.errors import ContractError
-from streams.flags import SourcePosition
 from streams.processor import DeadLetter, Processor, dead_letter_of_record
-from streams.state import Delta, PartitionState
+from streams.state import Delta, PartitionState, SourcePosition
 
 
 def test_a_delta_written_before_side_effects_were_recorded_still_folds():

@@ -53,7 +53,7 @@ def everything(state: PartitionState) -> dict[str, Any]:
         "applied": dict(state.applied),
         "seq": state.seq,
         "counters": {k: v for k, v in state.counters.items() if v},
-        "stores": {name: dict(store.items()) for name, store in state.stores.items()},
+        "stores": {name: dict(store.items()) for name, store in state.stores.items() if len(store)},
         "buckets": sorted(state.seen),
     }
 
