@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from schemas.vocabulary import FLAG_STATUSES
 from streams.flags.citizens import CitizenDataRule
 from streams.flags.dossiers import ChainStalledRule, ProcedureOverdueRule
 from streams.flags.records import flag_id, make_flag, open_flag, reconcile, resolve_flag
@@ -29,8 +30,6 @@ from streams.reaction import BaseReaction, Event, Reaction
 from streams.silence import SilenceMonitor
 from streams.sla import resolve_sla, sla_ms
 from streams.state import SourcePosition
-
-FLAG_STATUSES = ("OPEN", "RESOLVED", "WITHDRAWN")
 
 
 def default_rules(sla: Mapping[str, float] | None = None) -> list[Reaction]:
