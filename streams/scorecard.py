@@ -22,7 +22,8 @@ partitions and workers by addition:
 
 SLA breaches and open flags come from the flags (by the flag's agency and ward,
 and the local month of ``opened_at``; a ``SYNC_MISSING`` roll-up is one open
-flag and as many breaches as citizens behind it); silences from the worker's
+flag and as many breaches as citizens behind it, counted by the roll-up rule as
+``rollup_behind:<AGENCY>|ward|day`` counters); silences from the worker's
 :class:`streams.silence.SilenceMonitor` (wall clock, agency level).
 """
 
@@ -37,7 +38,7 @@ from typing import Any
 from schemas.contracts import WALL_CLOCK_EVENTS, agency_of_topic
 from schemas.errors import ContractError
 from streams.clock import local_day
-from streams.flags.rollups import parse_rollup_subject
+from streams.flags.rollups import BEHIND_PREFIX, parse_rollup_subject
 from streams.reaction import BaseReaction, Event
 from streams.state import Change, SourcePosition, split_counter_key
 
@@ -144,14 +145,13 @@ def build_scorecard(
     flags: Iterable[Mapping[str, Any]],
     silences: Iterable[Mapping[str, Any]] = (),
     now_ms: int = 0,
-    behind_rollups: Iterable[Mapping[str, Any]] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows per agency × month over all wards, rows per agency × ward × month).
 
     ``silences``: ``{"agency", "start", "end"}`` periods (``end`` None while silent,
-    measured to ``now_ms``); counted in the month they began. ``behind_rollups``:
-    the citizen flags behind ``SYNC_MISSING`` roll-ups: each is a breach (the
-    roll-up itself is one open flag, not one breach).
+    measured to ``now_ms``); counted in the month they began. The citizen flags
+    behind ``SYNC_MISSING`` roll-ups are breaches too, one each (the roll-up itself
+    is one open flag, not one breach): read from their ``rollup_behind:`` counters.
     """
     cells: dict[tuple[str, str | None, str], _Cell] = {}
 
@@ -173,6 +173,10 @@ def build_scorecard(
             metric, _, day = split_counter_key(key)
             for c in cell(metric[len(DEADLETTER_PREFIX):], None, day[:7]):
                 c.dead += value
+        elif key.startswith(BEHIND_PREFIX):
+            metric, ward, day = split_counter_key(key)
+            for c in cell(metric[len(BEHIND_PREFIX):], ward or None, day[:7]):
+                c.breaches += value
     for flag in flags:
         is_open = flag["status"] == "OPEN"
         breach = flag["type"] in SLA_FLAG_TYPES and parse_rollup_subject(flag["subject"]) is None
@@ -181,9 +185,6 @@ def build_scorecard(
         for c in cell(flag["agency"], flag["ward_code"] or None, month_of(int(flag["opened_at"]))):
             c.open += is_open
             c.breaches += breach
-    for flag in behind_rollups:
-        for c in cell(flag["agency"], flag["ward_code"] or None, month_of(int(flag["opened_at"]))):
-            c.breaches += 1
     for period in silences:
         start = int(period["start"])
         end = period.get("end")

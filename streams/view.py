@@ -13,7 +13,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from streams.flags.rollups import is_partition_rollup, merged_rollups, rolled_subjects
+from schemas.vocabulary import WITHDRAWN
+from streams.flags.rollups import (
+    ROLLED_FLAGS,
+    ROLLUP_GROUPS,
+    ROLLUP_PARTIALS,
+    is_partition_rollup,
+    merged_rollups,
+)
 from streams.kpis import compute_kpis, filter_counters
 from streams.liveness import agency_liveness
 from streams.scorecard import build_scorecard
@@ -32,8 +39,9 @@ def snapshot_of(state: PartitionState, worker: str) -> dict[str, Any]:
         "counters": dict(state.counters),
         "flags": list(state.stores["flags"].values()),
         "agencies": agency_liveness(state),
-        # the citizen flags behind SYNC_MISSING roll-ups, for /api/flags/subjects
-        "rolled": list(state.stores["rolled"].values()),
+        # Not the citizen flags behind SYNC_MISSING roll-ups (one per ID card in an onboarding:
+        # they made a snapshot grow with the history); the scorecard counts them as counters and
+        # /api/flags/subjects lists them from the partitions a worker owns (``rolled_subjects``).
         # this partition's shares of SYNC_MISSING roll-ups, merged into one flag per ward × day
         "partials": list(state.stores["partials"].values()),
     }
@@ -165,19 +173,38 @@ class CityView:
             now_ms // 60_000 if still_silent else 0,
         )
         if key != self._scorecard_key:
-            behind = [m["flag"] for m in self._rolled()]
-            self._scorecard = build_scorecard(self.counters.items(), flags, silences, now_ms, behind)
+            self._scorecard = build_scorecard(self.counters.items(), flags, silences, now_ms)
             self._scorecard_key = key
         return self._scorecard
 
-    def _rolled(self) -> list[dict[str, Any]]:
-        """Every partition's ``rolled`` records (the citizen flags behind roll-ups)."""
-        return [m for _, source in self._sources() for m in (
-            source.stores["rolled"].values() if isinstance(source, PartitionState) else source.get("rolled", []))]
+    def rolled_subjects(self, key: str) -> tuple[list[dict[str, Any]], int, list[int]]:
+        """The citizen flags behind the roll-up of group ``key`` (``ward|day``).
 
-    def rolled_subjects(self, key: str) -> list[dict[str, Any]]:
-        """The citizen flags behind the roll-up of group ``key`` (``ward|day``), from every partition."""
-        return rolled_subjects(self._rolled(), key)
+        (subjects, count, partitions elsewhere): the flags of the partitions owned
+        here, read through the group's members (never the whole store); the number
+        behind the roll-up in every partition (from the partials); and the partitions
+        whose share lives on other workers: snapshots carry no citizen flags (one per
+        ID card in an onboarding), so their owners list them.
+        """
+        ward, day = key.split("|")
+        subjects: list[dict[str, Any]] = []
+        for state in self.local.values():
+            group = state.stores.get(ROLLUP_GROUPS, {}).get(key)
+            rolled = state.stores.get(ROLLED_FLAGS, {})
+            for fid in (group or {}).get("refs", []):
+                member = rolled.get(fid)
+                if member is not None:
+                    subjects.append(member["flag"])
+        count, elsewhere = 0, []
+        for partition, source in self._sources():
+            partials = (source.stores.get(ROLLUP_PARTIALS, {}).values() if isinstance(source, PartitionState)
+                        else source.get("partials", []))
+            for partial in partials:
+                if partial["ward"] == ward and partial["day"] == day and partial["status"] != WITHDRAWN:
+                    count += int(partial["count"])
+                    if not isinstance(source, PartitionState) and partial["count"]:
+                        elsewhere.append(partition)
+        return sorted(subjects, key=lambda f: (f["opened_at"], f["subject"])), count, elsewhere
 
     def open_flags(self, ward: str | None = None, day: str | None = None) -> list[dict[str, Any]]:
         from streams.clock import local_day

@@ -282,8 +282,9 @@ def openapi_document() -> dict[str, Any]:
                            _json("Flags", _ref("FlagsResponse")), [status, ftype, agency, ward, flag_limit, cursor, order]),
         "/api/flags/subjects": {"get": {
             "summary": "Flags behind a roll-up", "tags": ["api"],
-            "description": "The per-citizen SYNC_MISSING flags behind a roll-up (one flag per agency, ward, "
-                           "day and partition where social insurance sent nothing; see docs/flags.md).",
+            "description": "The per-citizen SYNC_MISSING flags behind a roll-up (one flag per agency, ward "
+                           "and day where social insurance sent nothing; see docs/flags.md): count over every "
+                           "partition, subjects of the partitions this worker owns.",
             "parameters": [{"name": "flag_id", "in": "query", "required": True,
                             "schema": {"type": "string", "minLength": 1},
                             "description": "The roll-up's flag_id, URL-encoded."}],
@@ -291,8 +292,11 @@ def openapi_document() -> dict[str, Any]:
                 "200": _json("The roll-up and its subjects", {
                     "type": "object",
                     "properties": {"as_of": {"type": "string", "format": "date-time"}, "flag": _ref("Flag"),
-                                   "count": _count(), "subjects": {"type": "array", "items": _ref("Flag")}},
-                    "required": ["as_of", "flag", "count", "subjects"]}),
+                                   "count": _count(), "subjects": {"type": "array", "items": _ref("Flag")},
+                                   "partitions_elsewhere": {"type": "array", "items": {"type": "integer"},
+                                                            "description": "Partitions owned by other workers: "
+                                                                           "their subjects are listed by them."}},
+                    "required": ["as_of", "flag", "count", "subjects", "partitions_elsewhere"]}),
                 "400": _json("flag_id is missing.", _ref("Error")),
                 "404": _json("No such flag, or not a roll-up.", _ref("Error")),
             }}},

@@ -266,10 +266,13 @@ async def flag_subjects(request: web.Request) -> web.Response:
     if flag is None or group is None:
         reason = "no such flag" if flag is None else "not a roll-up: no flags stand behind it"
         return web.json_response({"error": f"flag_id: {reason}", "field": "flag_id", "reason": reason}, status=404)
-    subjects = hub.view.rolled_subjects(group)
+    subjects, count, elsewhere = hub.view.rolled_subjects(group)
     names = city_wards()
-    return web.json_response({"as_of": _as_of(), "flag": api_flag(flag, names), "count": len(subjects),
-                              "subjects": [api_flag(s, names) for s in subjects]})
+    # count: every citizen behind the roll-up, in every partition (the flag's partials);
+    # subjects: those of the partitions this worker owns; the rest are listed by their owners
+    return web.json_response({"as_of": _as_of(), "flag": api_flag(flag, names), "count": count,
+                              "subjects": [api_flag(s, names) for s in subjects],
+                              "partitions_elsewhere": elsewhere})
 
 
 async def wards(request: web.Request) -> web.Response:

@@ -46,6 +46,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from schemas.topics import IDENTITY, INSURANCE
+from schemas.vocabulary import WITHDRAWN
 from streams.clock import iso_utc, local_day
 from streams.clocks import clock_of
 from streams.flags.records import EVIDENCE_CAP, FLAGS, Flag, flag_id, make_flag, reconcile
@@ -67,7 +68,30 @@ ROLLED_FLAGS = StoreName("rolled")
 ROLLUP_GROUPS = StoreName("rollups")
 #: The partition's absolute partial of each group, sent to the merge stage.
 ROLLUP_PARTIALS = StoreName("partials")
-WITHDRAWN = "WITHDRAWN"
+
+#: Counter metric prefix (``rollup_behind:<AGENCY>|ward|day`` of ``opened_at``): the citizen flags
+#: standing behind roll-ups, each an SLA breach on the scorecard. Kept as counters so the scorecard
+#: and the snapshots never hold the flags themselves (there is one per ID card in an onboarding).
+BEHIND_PREFIX = "rollup_behind:"
+
+
+def _count_behind(change: Change, flag: Flag, n: int) -> None:
+    change.count(BEHIND_PREFIX + flag["agency"], flag["ward_code"], local_day(int(flag["opened_at"])), n)
+
+
+def _set_member(change: Change, fid: str, member: dict[str, Any], before: dict[str, Any] | None) -> None:
+    """Put a citizen flag behind a roll-up (or change it there), keeping the breach counters in step."""
+    if before is not None:
+        _count_behind(change, before["flag"], -1)
+    _count_behind(change, member["flag"], 1)
+    change.set(ROLLED_FLAGS, fid, member)
+
+
+def _drop_member(change: Change, fid: str, before: dict[str, Any]) -> None:
+    _count_behind(change, before["flag"], -1)
+    change.delete(ROLLED_FLAGS, fid)
+
+
 #: A partition's share of one ward × day's roll-up (``SyncRollup.partial``).
 Partial = dict[str, Any]
 
@@ -149,7 +173,7 @@ class SyncRollup(BaseReaction):
             self._leave(change, fid, member["group"])
             member = None
         if member is not None:
-            change.set(ROLLED_FLAGS, fid, dict(member, flag=desired))
+            _set_member(change, fid, dict(member, flag=desired), member)
             self._refresh(change, member["group"])
             return
         if desired is not None and key is not None and change.get(FLAGS, fid) is None:
@@ -161,7 +185,7 @@ class SyncRollup(BaseReaction):
 
     def _join(self, change: Change, fid: str, key: str, desired: Flag) -> None:
         group = change.get(ROLLUP_GROUPS, key) or {"status": PENDING, "refs": []}
-        change.set(ROLLED_FLAGS, fid, {"group": key, "flag": desired})
+        _set_member(change, fid, {"group": key, "flag": desired}, change.get(ROLLED_FLAGS, fid))
         change.set(ROLLUP_GROUPS, key, dict(group, refs=[*group["refs"], fid]))
         if group["status"] == ROLLED:
             self._refresh(change, key)
@@ -175,7 +199,9 @@ class SyncRollup(BaseReaction):
             self._decide(change, key)
 
     def _leave(self, change: Change, fid: str, key: str) -> None:
-        change.delete(ROLLED_FLAGS, fid)
+        member = change.get(ROLLED_FLAGS, fid)
+        if member is not None:
+            _drop_member(change, fid, member)
         group = change.get(ROLLUP_GROUPS, key)
         if group is not None:
             change.set(ROLLUP_GROUPS, key, dict(group, refs=[r for r in group["refs"] if r != fid]))
@@ -209,7 +235,7 @@ class SyncRollup(BaseReaction):
         for fid in group["refs"]:
             member = change.get(ROLLED_FLAGS, fid)
             if member is not None:
-                change.delete(ROLLED_FLAGS, fid)
+                _drop_member(change, fid, member)
                 reconcile(change, fid, member["flag"])
 
     def on_event(self, event: Event, change: Change) -> None:
@@ -348,8 +374,3 @@ def merged_rollups(partials: Iterable[Partial]) -> list[Flag]:
         if current is None or int(p["seq"]) >= int(current["seq"]):
             kept[int(p["partition"])] = p
     return [flag for group in groups.values() if (flag := merge_partials(group.values())) is not None]
-
-
-def rolled_subjects(rolled: Iterable[Any], key: str) -> list[Flag]:
-    """The citizen flags behind the roll-up of group ``key``, from ``rolled`` store values (any partitions)."""
-    return sorted((m["flag"] for m in rolled if m["group"] == key), key=lambda f: (f["opened_at"], f["subject"]))

@@ -562,6 +562,19 @@ def test_insurance_data_of_the_window_read_late_releases_the_roll_up():
     assert (ROLLUP_SUBJECT, "WITHDRAWN") in [(a["subject"], a["status"]) for a in feed.alerts]
 
 
+def behind_counted(feed: Feed) -> int:
+    """The scorecard's breach counters for citizens behind roll-ups, summed."""
+    return sum(v for k, v in feed.processor.state(0).counters.items() if k.startswith("rollup_behind:"))
+
+
+def test_the_breach_counters_follow_the_citizens_into_a_roll_up_and_out_of_it():
+    feed = Feed().send(*cards_of_one_day(5), welfare(T0 + 5 * D))
+    assert behind_counted(feed) == len(feed.processor.state(0).stores["rolled"]) == 5
+    assert feed.processor.state(0).counters[f"rollup_behind:SOCIAL_INSURANCE|{WARD}|2024-06-04"] == 5
+    feed.send(sync(T0 + 2 * D, citizen=99))  # insurance data of the window: released, flagged one by one
+    assert behind_counted(feed) == len(feed.processor.state(0).stores["rolled"]) == 0
+
+
 def test_late_syncs_after_the_window_resolve_the_roll_up_once_every_card_has_one():
     feed = Feed().send(*cards_of_one_day(4), welfare(T0 + 5 * D))
     feed.send(*[sync(T0 + 6 * D + i * H, citizen=i) for i in range(3)])

@@ -82,7 +82,7 @@ def test_silence_periods_count_in_the_month_they_began_with_their_length():
 
 def test_a_roll_up_is_one_open_flag_and_one_breach_per_citizen_behind_it():
     feed = Feed().send(*(card(T0 + i * 60_000, i) for i in range(5)), welfare(T0 + 5 * 86_400_000))
-    behind = [m["flag"] for m in feed.processor.state(0).stores["rolled"].values()]
-    _, by_ward = build_scorecard([], feed.flags.values(), behind_rollups=behind)
+    counters = feed.processor.state(0).counters
+    _, by_ward = build_scorecard(counters.items(), feed.flags.values())
     [row] = [r for r in by_ward if r["agency"] == "SOCIAL_INSURANCE"]
     assert (row["flags_open"], row["sla_breaches"]) == (1, 5)
