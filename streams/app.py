@@ -497,6 +497,7 @@ class Hub:
         (streams.changelog), marked with the writing database and sequence.
         """
         pieces = parts.split(value, self.settings.max_record_bytes)
+        self.output.changelog_queued += len(value)
         state = self.processor.states.get(partition)
         if self.disk is not None and isinstance(state, DiskPartitionState):
             headers = changelog.headers_of(state.db.writer, state.seq)

@@ -25,6 +25,11 @@ from streams.state import Delta
 log = get_logger(__name__)
 
 
+#: Changelog bytes (deltas) the worker lets wait in Faust's producer buffer before it drains
+#: it to the Kafka client (``hand_on_changelog``).
+CHANGELOG_QUEUE_BYTES = 16 * 1024 * 1024
+
+
 class Output:
     """Side effects of processed messages, sent with the Faust app's own producer."""
 
@@ -32,6 +37,8 @@ class Output:
         self.app = app
         self.codec = codec
         self.partitions = partitions
+        #: Bytes of changelog records queued in Faust's producer buffer since it was last drained.
+        self.changelog_queued = 0
 
     async def produce(
         self,
@@ -86,8 +93,11 @@ class Output:
         flush (docs/exactly-once.md §3).
         """
         buffer = self.app.producer.buffer
-        if everything:
+        if everything or self.changelog_queued > CHANGELOG_QUEUE_BYTES:
+            # Faust's buffer is bounded by count (100 records), not bytes: 100 deltas of a
+            # backfill were ~400 MB of a worker's memory (memray, issue 12)
             await buffer.flush()
+            self.changelog_queued = 0
         else:
             await buffer.wait_until_ebb()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import sys
 import threading
@@ -64,6 +65,31 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+#: glibc ``mallopt`` parameter number of M_MMAP_THRESHOLD (malloc.h).
+_M_MMAP_THRESHOLD = -3
+#: Allocations from this size are their own memory maps, given back to the system when freed.
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def tune_malloc() -> bool:
+    """Keep glibc from holding on to the memory of a worker's large, short-lived buffers.
+
+    A worker builds and sends multi-megabyte records all the time (a backfill's
+    deltas are 2-4 MB, snapshots larger). glibc serves an allocation that large with
+    its own memory map and returns it when freed, but each such free *raises* the
+    threshold (up to 32 MB), so the next ones come from the heap and their memory
+    is kept by the process after they are freed. Measured with state on disk
+    (250,000 ID cards, one worker): RSS 596-680 MiB with the default, 382-418 MiB
+    with the threshold fixed at 128 KiB, the Python heap the same (memray, issue 12).
+    Setting it also turns the dynamic raise off. A no-op (False) off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
 def check_secrets(settings: Settings) -> None:
     """Refuse to start without the pseudonym key, or without signing keys while verification is on."""
     settings.require_pseudonym_key("the worker")
@@ -110,6 +136,7 @@ def run_worker(settings: Settings, bootstrap: str, worker_name: str | None = Non
     check_topics(bootstrap, settings.partitions)
     hub = Hub(settings, bootstrap, worker_name)
     tune_gc()
+    tune_malloc()
     from faust.worker import Worker
 
     # override_logging=False: mode would install its own text handler; ours renders JSON

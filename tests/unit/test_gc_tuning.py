@@ -17,3 +17,9 @@ def test_worker_collects_young_cycles_less_often_and_freezes_start_up_objects() 
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_worker_fixes_glibc_mmap_threshold_so_large_freed_buffers_go_back_to_the_system() -> None:
+    from streams.worker import tune_malloc
+
+    assert tune_malloc() is True  # glibc: mallopt accepted the fixed threshold
