@@ -201,8 +201,7 @@ def insurance_not_shared(ref: str, record: Record, clock: int) -> Flag | None:
 class CitizenDataRule(BaseReaction):
     """Keeps each citizen's card/sync/check-in facts and reconciles their three flags."""
 
-    TRACKED = frozenset({"IdCardIssued", "HealthInsuranceSynced", "MedicalCheckIn"})
-    event_types = TRACKED
+    event_types = frozenset({"IdCardIssued", "HealthInsuranceSynced", "MedicalCheckIn"})
     stores = (CITIZENS, FLAGS, PENDING)
     flag_types = ("SYNC_FAILED", "SYNC_MISSING", "INSURANCE_NOT_SHARED")
 
@@ -215,7 +214,7 @@ class CitizenDataRule(BaseReaction):
         self.rollup = rollup or SyncRollup(self.sync_sla)
 
     def on_event(self, event: Event, change: Change) -> None:
-        if event["event_type"] not in self.TRACKED:
+        if event["event_type"] not in self.event_types:
             return
         ref = event["citizen_ref"]
         record = change.get(CITIZENS, ref, {})
