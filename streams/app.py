@@ -81,7 +81,7 @@ class Hub:
         self.last_heard: dict[tuple[str, int], float] = {}
         self._started_monotonic = time.monotonic()
         self.view = CityView()
-        self.view.local = self.processor.states
+        self.view.track(self.processor)
         self.view.live_flags.append(self.silence.flags)
         self.listeners = Listeners()
         self.started_at = time.time()

@@ -15,7 +15,7 @@ import base64
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from schemas.codec import EventCodec
 from schemas.contracts import WALL_CLOCK_EVENTS
@@ -128,6 +128,16 @@ def dead_letter_key(record: dict[str, Any], default: bytes | None) -> bytes | No
     return default if key is None else base64.b64decode(key)
 
 
+class StateListener(Protocol):
+    """Follows the partition states a processor holds, without reading them whole again."""
+
+    def adopted(self, state: PartitionState) -> None: ...
+
+    def dropped(self, state: PartitionState) -> None: ...
+
+    def applied(self, partition: int, increments: Mapping[str, int]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SourceMessage:
     """One Kafka message of a group (:meth:`Processor.process_group`): its position, bytes and headers."""
@@ -184,6 +194,8 @@ class Processor:
         #: Cleans every dead letter of ID numbers (masking only, unless given the pseudonym key).
         self.redactor = redactor or DeadLetterRedactor(self.codec)
         self.states: dict[int, PartitionState] = {}
+        #: Told of every state adopted or dropped and every change committed (``CityView``'s counters).
+        self.listeners: list[StateListener] = []
         #: event type → the ``on_event`` hooks that react to it (see ``event_hooks``)
         self._hooks: dict[str, list[Callable[[Event, Change], None]]] = {}
         # each hook of the protocol, from the reactions that implement it, in order
@@ -201,10 +213,20 @@ class Processor:
 
     def adopt(self, state: PartitionState) -> None:
         state.open_stores(self.stores)  # a state opened or folded without them still has them all
+        old = self.states.get(state.partition)
+        if old is not None and old is not state:
+            for listener in self.listeners:
+                listener.dropped(old)
         self.states[state.partition] = state
+        if old is not state:
+            for listener in self.listeners:
+                listener.adopted(state)
 
     def drop(self, partition: int) -> None:
-        self.states.pop(partition, None)
+        state = self.states.pop(partition, None)
+        if state is not None:
+            for listener in self.listeners:
+                listener.dropped(state)
 
     def event_hooks(self, event_type: str) -> list[Callable[[Event, Change], None]]:
         """The reactions' ``on_event`` hooks for one event type, worked out once per type.
@@ -397,6 +419,8 @@ class Processor:
         change.dead = [dead.record() for dead in outcome.dead_letters]
         change.audits = outcome.audits if len(outcome.audits) > 1 else []
         outcome.delta = change.commit()
+        for listener in self.listeners:
+            listener.applied(partition, outcome.delta.inc)
         return outcome
 
     def _apply_message(

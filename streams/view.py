@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from schemas.vocabulary import WITHDRAWN
@@ -23,6 +23,7 @@ from streams.flags.rollups import (
 )
 from streams.kpis import compute_kpis, filter_counters
 from streams.liveness import agency_liveness
+from streams.processor import Processor
 from streams.scorecard import build_scorecard
 from streams.state import PartitionState
 
@@ -52,9 +53,34 @@ REFRESH_COST_FACTOR = 20.0
 REFRESH_FREE_S = 0.05
 
 
+class OwnedCounters:
+    """The counters of the partitions a worker owns, summed as changes are committed.
+
+    A processor's listener (``Processor.listeners``): a committed change adds its
+    increments, an adopted partition its counters, a dropped one takes them away.
+    So the city's counters are fresh on every read at the cost of each change,
+    instead of a merge of every partition's counters (one per metric × ward × day
+    × partition: millions in a year) that a busy worker may only redo rarely.
+    """
+
+    def __init__(self) -> None:
+        self.total: Counter[str] = Counter()
+
+    def adopted(self, state: PartitionState) -> None:
+        self.total.update(state.counters)
+
+    def dropped(self, state: PartitionState) -> None:
+        self.total.subtract(state.counters)
+
+    def applied(self, partition: int, increments: Mapping[str, int]) -> None:
+        self.total.update(increments)
+
+
 class CityView:
     def __init__(self) -> None:
         self.local: dict[int, PartitionState] = {}
+        #: The owned partitions' counters kept by the processor's commits (``track``); None: merged on refresh.
+        self.owned: OwnedCounters | None = None
         self.remote: dict[int, dict[str, Any]] = {}
         self._cache_key: tuple[Any, ...] | None = None
         self._counters: Counter[str] = Counter()
@@ -70,6 +96,14 @@ class CityView:
         #: Flags kept outside partition state (AGENCY_SILENT, wall clock): callables
         #: returning the current ones, merged into ``flags`` on every read.
         self.live_flags: list[Callable[[], list[dict[str, Any]]]] = []
+
+    def track(self, processor: Processor) -> None:
+        """Show ``processor``'s partitions live, its counters summed as it commits (``OwnedCounters``)."""
+        self.local = processor.states
+        self.owned = OwnedCounters()
+        for state in processor.states.values():
+            self.owned.adopted(state)
+        processor.listeners.append(self.owned)
 
     def accept_snapshot(self, snapshot: dict[str, Any]) -> None:
         """Keep the newest snapshot per partition (by sequence: owners never go back)."""
@@ -109,7 +143,8 @@ class CityView:
         partials: list[dict[str, Any]] = []
         for _, source in sources:
             if isinstance(source, PartitionState):
-                counters.update(source.counters)
+                if self.owned is None:
+                    counters.update(source.counters)
                 flags.extend(source.stores["flags"].values())
                 partials.extend(source.stores["partials"].values())
             else:
@@ -124,8 +159,15 @@ class CityView:
 
     @property
     def counters(self) -> Counter[str]:
+        """The city's counters: owned partitions live, the others from their latest snapshot."""
         self._refresh()
-        return self._counters
+        if self.owned is None:
+            return self._counters
+        if not self._counters:
+            return self.owned.total
+        merged = Counter(self.owned.total)
+        merged.update(self._counters)
+        return merged
 
     @property
     def flags(self) -> list[dict[str, Any]]:

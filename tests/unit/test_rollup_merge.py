@@ -153,3 +153,29 @@ def test_the_view_shows_one_roll_up_from_local_and_remote_partitions_and_scores_
     totals, _ = view.scorecard()
     [insurance] = [row for row in totals if row["agency"] == "SOCIAL_INSURANCE"]
     assert (insurance["flags_open"], insurance["sla_breaches"]) == (1, 8)
+
+
+def test_a_view_tracking_a_processor_keeps_the_owned_counters_as_a_full_merge_would():
+    from collections import Counter
+
+    from streams.state import PartitionState
+    from streams.view import CityView
+
+    processor = Processor(CODEC, default_rules())
+    view = CityView()
+    processor.process(IDENTITY, 0, 0, CODEC.encode(card(T0, 1)), T0, now_ms=T0)  # before it tracks
+    view.track(processor)
+    for offset, citizen in enumerate(range(2, 6), start=1):
+        processor.process(IDENTITY, citizen % 2, offset, CODEC.encode(card(T0 + offset, citizen)), T0, now_ms=T0)
+
+    def merged() -> Counter[str]:
+        total: Counter[str] = Counter()
+        for state in processor.states.values():
+            total.update(state.counters)
+        return total
+
+    assert +view.counters == +merged() and view.counters[f"id_cards_issued|{WARD}|2024-06-01"] == 5
+    processor.drop(1)  # revoked: its counters leave with it
+    assert +view.counters == +merged() and view.counters[f"id_cards_issued|{WARD}|2024-06-01"] == 3
+    processor.adopt(PartitionState.fold(0, []))  # partition 0 rebuilt empty: its old counters are replaced
+    assert +view.counters == +merged() == Counter()
