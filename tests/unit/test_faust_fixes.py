@@ -87,3 +87,35 @@ def test_a_recovery_step_that_finishes_in_time_returns():
         await faust_fixes.wait_recovery_step(recovery, asyncio.sleep(0.01), timeout=5)  # type: ignore[arg-type]
 
     asyncio.run(run())
+
+
+class _Subscriptions:
+    """aiokafka's subscription of one partition, as the livelock check walks to it."""
+
+    def __init__(self, position: int | None) -> None:
+        state = type("TopicPartitionState", (), {"has_valid_position": position is not None})()
+        assignment = type("Assignment", (), {"state_value": lambda _self, tp: state})()
+        self.subscription = type("Subscription", (), {"assignment": assignment})()
+
+
+def _consumer_thread(position: int | None) -> object:
+    consumer = type("Consumer", (), {})()
+    consumer._fetcher = type("Fetcher", (), {})()
+    consumer._fetcher._subscriptions = _Subscriptions(position)
+    thread = type("Thread", (), {})()
+    thread._ensure_consumer = lambda: consumer
+    return thread
+
+
+def test_the_livelock_check_skips_a_partition_just_assigned_instead_of_crashing(monkeypatch) -> None:
+    from faust.types import TP
+
+    from streams import faust_fixes
+
+    checked: list[TP] = []
+    monkeypatch.setattr(faust_fixes, "_faust_verify_event_path", lambda self, now, tp: checked.append(tp))
+    tp = TP("lienthong.identity", 0)
+    faust_fixes.verify_event_path(_consumer_thread(None), 0.0, tp)  # type: ignore[arg-type]
+    assert checked == []  # no position yet: aiokafka would have asserted
+    faust_fixes.verify_event_path(_consumer_thread(42), 0.0, tp)  # type: ignore[arg-type]
+    assert checked == [tp]
