@@ -85,7 +85,6 @@ def count_event(event: Event, change: Change) -> None:
     kind = event["event_type"]
     ward = event["ward_code"]
     day = local_day(event["occurred_at"])
-    plain, conditional = _PLANS.get(kind, ((), ()))
     inc = change.inc
     # Every counter of an event shares its "|ward|day" key suffix: build it once and
     # add to the change's increments directly (same keys as Change.count), since
@@ -96,14 +95,9 @@ def count_event(event: Event, change: Change) -> None:
         tail = f"|{ward}|{day}"
         for key in ("events_total" + tail, "events:" + kind + tail, "agency:" + event["source"] + tail):
             inc[key] = inc.get(key, 0) + 1
-    for metric in plain:
+    for metric, n in metrics_of(event):
         key = metric + tail
-        inc[key] = inc.get(key, 0) + 1
-    for counter in conditional:
-        added = counter.of(event)
-        if added is not None:
-            key = added[0] + tail
-            inc[key] = inc.get(key, 0) + added[1]
+        inc[key] = inc.get(key, 0) + n
     if kind in LIVENESS_SIGNALS:
         return
     if kind == "ProcedureSubmitted":
