@@ -230,19 +230,21 @@ class CityView:
         """
         ward, day = key.split("|")
         subjects: list[dict[str, Any]] = []
-        for state in self.local.values():
-            group = state.stores.get(ROLLUP_GROUPS, {}).get(key)
-            rolled = state.stores.get(ROLLED_FLAGS, {})
-            for fid in (group or {}).get("refs", []):
-                member = rolled.get(fid)
-                if member is not None:
-                    subjects.append(member["flag"])
         count, elsewhere = 0, []
         for partition, source in self._sources():
-            partials = (source.stores.get(ROLLUP_PARTIALS, {}).values() if isinstance(source, PartitionState)
-                        else source.get("partials", []))
+            if isinstance(source, PartitionState):
+                # partials and groups are keyed by group: two lookups, not a read of every one
+                partials = [p for p in [source.stores.get(ROLLUP_PARTIALS, {}).get(key)] if p is not None]
+                group = source.stores.get(ROLLUP_GROUPS, {}).get(key)
+                rolled = source.stores.get(ROLLED_FLAGS, {})
+                for fid in (group or {}).get("refs", []):
+                    member = rolled.get(fid)
+                    if member is not None:
+                        subjects.append(member["flag"])
+            else:
+                partials = [p for p in source.get("partials", []) if p["ward"] == ward and p["day"] == day]
             for partial in partials:
-                if partial["ward"] == ward and partial["day"] == day and partial["status"] != WITHDRAWN:
+                if partial["status"] != WITHDRAWN:
                     count += int(partial["count"])
                     if not isinstance(source, PartitionState) and partial["count"]:
                         elsewhere.append(partition)
