@@ -40,7 +40,7 @@ import orjson
 import rocksdict
 
 from streams.state import Delta, PartitionState
-from streams.stores import CORE_STORES, LEGACY_AGENCY_PREFIX, LIVENESS, META, StoreName
+from streams.stores import CORE_STORES, LIVENESS, META, StoreName, legacy_liveness
 
 #: Stores small enough to live in memory (and written through to disk); every other
 #: store (per subject) is on disk, read through a bounded cache.
@@ -306,13 +306,13 @@ class DiskPartitionState(PartitionState):
     def _move_legacy_liveness(self) -> None:
         """A database written before the ``liveness`` store kept liveness in ``meta``: move it, once."""
         meta: Any = self.stores[META]
-        legacy = [key for key in meta if key.startswith(LEGACY_AGENCY_PREFIX)]
+        legacy = legacy_liveness(meta)
         agencies: Any = self.stores.get(LIVENESS)
         if not legacy or agencies is None:
             return
         batch = rocksdict.WriteBatch(raw_mode=True)
-        for key in legacy:
-            agencies.write(batch, key[len(LEGACY_AGENCY_PREFIX):], meta[key])
+        for agency, key in legacy.items():
+            agencies.write(batch, agency, meta[key])
             meta.write(batch, key, None)
         self.db.write(batch)
 

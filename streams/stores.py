@@ -23,6 +23,7 @@ expected, so a misspelt store is a type error instead of an empty read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NewType
 
 StoreName = NewType("StoreName", str)
@@ -35,16 +36,22 @@ LIVENESS = StoreName("liveness")
 LEGACY_AGENCY_PREFIX = "agency:"
 
 
+#: Stores the processor itself uses, whatever its reactions.
+CORE_STORES: tuple[StoreName, ...] = (META, PENDING)
+
+
+def legacy_liveness(meta: Mapping[str, object]) -> dict[str, str]:
+    """Agency → its ``meta`` key, for liveness records kept in ``meta`` before :data:`LIVENESS`."""
+    return {key[len(LEGACY_AGENCY_PREFIX):]: key for key in meta if key.startswith(LEGACY_AGENCY_PREFIX)}
+
+
 def move_legacy_liveness(put: dict[str, dict[str, object]]) -> None:
     """Move liveness records a delta kept in ``meta`` (before :data:`LIVENESS`) to their store."""
     meta = put.get(META)
     if not meta:
         return
-    legacy = [key for key in meta if key.startswith(LEGACY_AGENCY_PREFIX)]
+    legacy = legacy_liveness(meta)
     if legacy:
         agencies = put.setdefault(LIVENESS, {})
-        for key in legacy:
-            agencies[key[len(LEGACY_AGENCY_PREFIX):]] = meta.pop(key)
-
-#: Stores the processor itself uses, whatever its reactions.
-CORE_STORES: tuple[StoreName, ...] = (META, PENDING)
+        for agency, key in legacy.items():
+            agencies[agency] = meta.pop(key)
