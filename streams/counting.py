@@ -60,9 +60,10 @@ def _plans() -> dict[str, tuple[tuple[str, ...], tuple[Count, ...]]]:
     """Event type → (counters adding 1 to every event, counters that depend on it), from the table."""
     plans = {}
     for contract in CONTRACTS:
-        plain = tuple(c.metric for c in contract.counters
-                      if c.label is None and c.when is None and c.unless is None and c.amount is None)
-        plans[contract.event_type] = (plain, tuple(c for c in contract.counters if c.metric not in plain))
+        every = [c for c in contract.counters if c.label is None and c.when is None and c.unless is None
+                 and c.amount is None]
+        plans[contract.event_type] = (tuple(c.metric for c in every),
+                                      tuple(c for c in contract.counters if c not in every))
     return plans
 
 
