@@ -12,8 +12,12 @@ tables) and only bounded LRU caches in memory:
 * **Seen event ids** are keys ``n|<bucket>|<id>`` (a bloom filter answers the
   usual "never seen" without a disk read); a bucket that leaves the dedupe
   horizon is one range delete.
-* **Counters** and the small ``meta`` store stay in memory too (bounded by
-  wards × days × metrics, and by topics and agencies), and are written through.
+* **Counters** (``c|<metric|ward|day>``) are on disk too, read through an LRU
+  cache of the recent ones (:class:`DiskCounters`): one per metric × ward × day
+  of the partition, millions in a year of a city, which only the view needs
+  summed (``streams.view.OwnedCounters`` keeps the sum over owned partitions).
+* The small ``meta`` store stays in memory (bounded by topics and agencies) and
+  is written through.
 * **The fence** (``applied[topic]``), the sequence number and the message's
   encoded delta are written in the **same** ``WriteBatch`` as the state they
   guard: on disk, a message is applied entirely or not at all, so a worker
@@ -48,6 +52,9 @@ RESIDENT_STORES: tuple[StoreName, ...] = (META,)
 
 #: Default values cached per disk store and partition (``LIENTHONG_STATE_CACHE``).
 DEFAULT_CACHE_ENTRIES = 2000
+#: Counters cached per partition, as a multiple of ``cache_entries``: an event adds to several
+#: (totals, type, agency, delay bucket), and the days being counted are read again and again.
+COUNTER_CACHE_FACTOR = 4
 
 _ID = b"m|id"
 _SEQ = b"m|seq"
@@ -209,6 +216,69 @@ class DiskMap(MutableMapping[str, Any]):
         return sum(1 for _ in self.db.scan(self.prefix))
 
 
+class DiskCounters:
+    """A partition's counters on disk, read through an LRU cache of ``limit`` values.
+
+    Reads as a ``Counter`` is read (``get``, ``[]`` giving 0 for an absent key,
+    ``items`` streamed from disk, which the cache writes through to); written only
+    by :meth:`add`, in the write batch of the delta that counts.
+    """
+
+    PREFIX = b"c|"
+
+    def __init__(self, db: PartitionDB, limit: int) -> None:
+        self.db = db
+        self.limit = limit
+        self.cache: OrderedDict[str, int] = OrderedDict()
+
+    def get(self, key: str, default: int = 0) -> int:
+        cache = self.cache
+        value = cache.get(key)
+        if value is not None:
+            cache.move_to_end(key)
+            return value
+        raw = self.db.db.get(self.PREFIX + key.encode())
+        if raw is None:
+            return default
+        value = int(raw)
+        self._remember(key, value)
+        return value
+
+    def __getitem__(self, key: str) -> int:
+        return self.get(key, 0)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.db.get(self.PREFIX + key.encode()) is not None
+
+    def _remember(self, key: str, value: int) -> None:
+        cache = self.cache
+        cache[key] = value
+        cache.move_to_end(key)
+        if len(cache) > self.limit:
+            cache.popitem(last=False)
+
+    def add(self, batch: rocksdict.WriteBatch, key: str, n: int) -> None:
+        value = self.get(key, 0) + n
+        batch.put(self.PREFIX + key.encode(), str(value).encode())
+        self._remember(key, value)
+
+    def items(self) -> Iterator[tuple[str, int]]:
+        size = len(self.PREFIX)
+        for key, raw in self.db.scan(self.PREFIX):
+            yield key[size:].decode(), int(raw)
+
+    def __iter__(self) -> Iterator[str]:
+        for key, _ in self.items():
+            yield key
+
+    def values(self) -> Iterator[int]:
+        for _, value in self.items():
+            yield value
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.db.scan(self.PREFIX))
+
+
 class ResidentMap(dict[str, Any]):
     """A small store kept whole in memory and written through to disk (``meta``)."""
 
@@ -290,10 +360,9 @@ class DiskPartitionState(PartitionState):
         raw_seq = db.get(_SEQ)
         self.seq = int(raw_seq) if raw_seq is not None else 0
         self.applied = {key[2:].decode(): int(value) for key, value in db.scan(b"f|")}
-        for key, value in db.scan(b"c|"):
-            self.counters[key[2:].decode()] = int(value)
-        self.seen = SeenIds(db)  # type: ignore[assignment]  # the same reads as the dict of sets
         self.cache_entries = cache_entries
+        self.counters = DiskCounters(db, COUNTER_CACHE_FACTOR * cache_entries)  # type: ignore[assignment]
+        self.seen = SeenIds(db)  # type: ignore[assignment]  # the same reads as the dict of sets
         self.stores = {name: ResidentMap(db, name) for name in RESIDENT_STORES}
         self.open_stores((*CORE_STORES, *stores))
         self._move_legacy_liveness()
@@ -325,10 +394,9 @@ class DiskPartitionState(PartitionState):
         if self.is_applied(delta.topic, delta.offset):
             return
         batch = rocksdict.WriteBatch(raw_mode=True)
-        counters = self.counters
-        counters.update(delta.inc)
-        for key in delta.inc:
-            batch.put(b"c|" + key.encode(), str(counters[key]).encode())
+        counters: DiskCounters = self.counters  # type: ignore[assignment]
+        for key, n in delta.inc.items():
+            counters.add(batch, key, n)
         seen: SeenIds = self.seen  # type: ignore[assignment]
         for bucket, ids in delta.seen.items():
             seen.add(batch, bucket, ids)
