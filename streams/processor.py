@@ -135,7 +135,7 @@ class StateListener(Protocol):
 
     def dropped(self, state: PartitionState) -> None: ...
 
-    def applied(self, partition: int, increments: Mapping[str, int]) -> None: ...
+    def applied(self, partition: int, delta: Delta) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,7 +420,7 @@ class Processor:
         change.audits = outcome.audits if len(outcome.audits) > 1 else []
         outcome.delta = change.commit()
         for listener in self.listeners:
-            listener.applied(partition, outcome.delta.inc)
+            listener.applied(partition, outcome.delta)
         return outcome
 
     def _apply_message(

@@ -38,6 +38,8 @@ from typing import Any
 from schemas.contracts import WALL_CLOCK_EVENTS, agency_of_topic
 from schemas.errors import ContractError
 from streams.clock import local_day
+from streams.flags.records import FLAG_COUNT_PREFIX, parse_flag_count_metric
+from streams.flags.rollups import AGENCY as ROLLUP_AGENCY
 from streams.flags.rollups import BEHIND_PREFIX, parse_rollup_subject
 from streams.reaction import BaseReaction, Event
 from streams.state import Change, SourcePosition, split_counter_key
@@ -145,6 +147,8 @@ def build_scorecard(
     flags: Iterable[Mapping[str, Any]],
     silences: Iterable[Mapping[str, Any]] = (),
     now_ms: int = 0,
+    *,
+    rollups_open: Iterable[tuple[str, str, int]] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows per agency × month over all wards, rows per agency × ward × month).
 
@@ -152,6 +156,10 @@ def build_scorecard(
     measured to ``now_ms``); counted in the month they began. The citizen flags
     behind ``SYNC_MISSING`` roll-ups are breaches too, one each (the roll-up itself
     is one open flag, not one breach): read from their ``rollup_behind:`` counters.
+
+    The flags of partition state come as counters too (``flags:<STATUS>:<TYPE>:<AGENCY>``,
+    ``streams.flags.records``); ``flags`` are the others (AGENCY_SILENT, held outside
+    partition state) and ``rollups_open`` the open roll-ups by (ward, local day, count).
     """
     cells: dict[tuple[str, str | None, str], _Cell] = {}
 
@@ -177,6 +185,16 @@ def build_scorecard(
             metric, ward, day = split_counter_key(key)
             for c in cell(metric[len(BEHIND_PREFIX):], ward or None, day[:7]):
                 c.breaches += value
+        elif key.startswith(FLAG_COUNT_PREFIX) and value:
+            metric, ward, day = split_counter_key(key)
+            status, flag_type, agency = parse_flag_count_metric(metric)
+            if agency:
+                for c in cell(agency, ward or None, day[:7]):
+                    c.open += value if status == "OPEN" else 0
+                    c.breaches += value if flag_type in SLA_FLAG_TYPES else 0
+    for ward, day, n in rollups_open:
+        for c in cell(ROLLUP_AGENCY, ward or None, day[:7]):
+            c.open += n
     for flag in flags:
         is_open = flag["status"] == "OPEN"
         breach = flag["type"] in SLA_FLAG_TYPES and parse_rollup_subject(flag["subject"]) is None

@@ -12,6 +12,7 @@ because others opened or resolved between two requests. Every string matching
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -86,24 +87,41 @@ def api_flag(flag: Flag, ward_names: Mapping[str, str] | None = None) -> Flag:
 
 
 def page_of(flags: Iterable[Flag], request: PageRequest) -> dict[str, Any]:
-    """One page of the (already filtered) flags, with the totals of every match."""
-    matching = sorted(flags, key=key_of, reverse=request.order == "desc")
+    """One page of the (already filtered) flags, with the totals of every match.
+
+    One pass that keeps only the page: the matches are counted as they stream by
+    and the ``limit + 1`` first after the cursor are kept in a heap, so a request
+    costs the size of a page in memory, whatever the number of flags (the view
+    streams them from the partitions' stores).
+    """
     after = request.after
-    if after is not None:
-        if request.order == "asc":
-            matching_after = [f for f in matching if key_of(f) > after]
-        else:
-            matching_after = [f for f in matching if key_of(f) < after]
-    else:
-        matching_after = matching
-    page = matching_after[: request.limit]
-    more = len(matching_after) > request.limit
+    descending = request.order == "desc"
+    total = 0
+    by_type: Counter[str] = Counter()
+    candidates: list[tuple[Key, Flag]] = []
+    for flag in flags:
+        total += 1
+        by_type[flag["type"]] += 1
+        key = key_of(flag)
+        if after is not None and (key >= after if descending else key <= after):
+            continue
+        candidates.append((key, flag))
+        if len(candidates) > 4 * (request.limit + 1):  # keep the heap's input small as well
+            candidates = _first(candidates, request.limit + 1, descending)
+    kept = _first(candidates, request.limit + 1, descending)
+    page = [flag for _, flag in kept[: request.limit]]
+    more = len(kept) > request.limit
     names = city_wards()
     return {
-        "total": len(matching),
-        "by_type": dict(Counter(f["type"] for f in matching)),
+        "total": total,
+        "by_type": dict(by_type),
         "limit": request.limit,
         "order": request.order,
         "next_cursor": encode_cursor(key_of(page[-1])) if more and page else None,
         "flags": [api_flag(f, names) for f in page],
     }
+
+
+def _first(candidates: list[tuple[Key, Flag]], n: int, descending: bool) -> list[tuple[Key, Flag]]:
+    pick = heapq.nlargest if descending else heapq.nsmallest
+    return pick(n, candidates, key=lambda kf: kf[0])

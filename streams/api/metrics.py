@@ -85,7 +85,9 @@ class _StateCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         hub = self.metrics.hub
         flags = GaugeMetricFamily("lienthong_flags_open", "Open data-sharing flags, by type.", labels=["type"])
-        open_by_type = Tally(f["type"] for f in hub.view.flags if f["status"] == "OPEN")
+        open_by_type: Tally[str] = Tally()
+        for (flag_type, _), n in hub.view.open_flags_by().items():
+            open_by_type[flag_type] += n
         for flag_type, n in sorted(open_by_type.items()):
             flags.add_metric([flag_type], n)
         yield flags

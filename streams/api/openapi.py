@@ -125,6 +125,10 @@ def _components() -> dict[str, Any]:
                 "order": {"type": "string", "enum": list(ORDERS)},
                 "next_cursor": {"type": ["string", "null"], "pattern": CURSOR_PATTERN,
                                 "description": "Pass as `cursor` for the next page; null on the last page."},
+                "partitions_elsewhere": {"type": "array", "items": {"type": "integer"},
+                                         "description": "Partitions owned by other workers: their flags are "
+                                                        "listed by them (roll-ups are merged from every "
+                                                        "partition; the KPIs and scorecard count every flag)."},
             },
         ),
         "Agency": {
@@ -278,7 +282,8 @@ def openapi_document() -> dict[str, Any]:
         "/api/counters": _get("Counters", "Raw counters (metric × ward × local day), filtered.",
                               _json("Counters", _ref("CountersResponse")), [metric, ward, day]),
         "/api/flags": _get("Flags", "Data-sharing failures, open and resolved, one page at a time in a "
-                           "stable order (opened_at, then flag_id); times are ISO 8601 UTC.",
+                           "stable order (opened_at, then flag_id); times are ISO 8601 UTC. The flags of "
+                           "the partitions this worker owns and every roll-up (`partitions_elsewhere`).",
                            _json("Flags", _ref("FlagsResponse")), [status, ftype, agency, ward, flag_limit, cursor, order]),
         "/api/flags/subjects": {"get": {
             "summary": "Flags behind a roll-up", "tags": ["api"],

@@ -207,18 +207,24 @@ async def counters(request: web.Request) -> web.Response:
 
 
 async def flags(request: web.Request) -> web.Response:
-    """Flags matching the filters, one page at a time (see :mod:`streams.api.flag_pages`)."""
+    """Flags matching the filters, one page at a time (see :mod:`streams.api.flag_pages`).
+
+    Streamed from the stores of the partitions this worker owns, with every roll-up;
+    the flags of other workers' partitions are listed by them (``partitions_elsewhere``).
+    """
     f = _filters(request, "status", "type", "agency", "ward")
     page = PageRequest.parse(request.query)
+    view = _hub(request).view
     rows = (
         flag
-        for flag in _hub(request).view.flags
+        for flag in view.iter_flags()
         if (f["status"] is None or flag["status"] == f["status"])
         and (f["type"] is None or flag["type"] == f["type"])
         and (f["agency"] is None or flag["agency"] == f["agency"])
         and (f["ward"] is None or flag["ward_code"] == f["ward"])
     )
-    return web.json_response({"as_of": _as_of(), **page_of(rows, page)})
+    return web.json_response({"as_of": _as_of(), **page_of(rows, page),
+                              "partitions_elsewhere": view.partitions_elsewhere})
 
 
 async def agencies(request: web.Request) -> web.Response:
@@ -261,7 +267,7 @@ async def flag_subjects(request: web.Request) -> web.Response:
     fid = request.query.get("flag_id")
     if not fid:
         raise FilterError("flag_id", "required: the flag_id of a SYNC_MISSING roll-up")
-    flag = next((f for f in hub.view.flags if f["flag_id"] == fid), None)
+    flag = hub.view.flag(fid)
     group = parse_rollup_subject(flag["subject"]) if flag is not None and flag["type"] == "SYNC_MISSING" else None
     if flag is None or group is None:
         reason = "no such flag" if flag is None else "not a roll-up: no flags stand behind it"
@@ -285,8 +291,11 @@ async def wards(request: web.Request) -> web.Response:
         metric, ward, day = split_counter_key(key)
         if ward and metric in WARD_METRICS and (f["day"] is None or day == f["day"]):
             totals.setdefault(ward, Counter())[metric] += value
-    open_flags = Counter(fl["ward_code"] for fl in hub.view.open_flags(day=f["day"]) if fl["ward_code"])
-    rows = [
+    open_flags: Counter[str] = Counter()
+    for (_, ward_code), n in hub.view.open_flags_by(day=f["day"]).items():
+        if ward_code:
+            open_flags[ward_code] += n
+    rows: list[dict[str, Any]] = [
         {"ward": ward, "name": names.get(ward, ward), "events": t["events_total"],
          "id_cards_issued": t["id_cards_issued"], "checkins_by_id_card": t["checkins_by_id_card"],
          "procedures_submitted": t["procedures_submitted"], "flags_open": open_flags[ward]}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.personal_ids import ID_SHAPE
+from streams.clock import local_day
 from streams.state import Change
 from streams.stores import StoreName
 
@@ -26,6 +27,29 @@ EVIDENCE_CAP = 20
 
 def flag_id(flag_type: str, subject: str) -> str:
     return f"{flag_type}:{subject}"
+
+
+#: Counter metric prefix of the flags a partition holds: ``flags:<STATUS>:<TYPE>:<AGENCY>|ward|day``
+#: (day: local day of ``opened_at``). Kept by :func:`reconcile`, the one writer of flags, so the open
+#: flags, the SLA breaches and their types are counted like events: summed over partitions, carried
+#: by snapshots and restored with the counters, and never read back from the flags themselves
+#: (one per citizen in an onboarding: reading them made the view grow with the history).
+FLAG_COUNT_PREFIX = "flags:"
+
+
+def flag_count_metric(status: str, flag_type: str, agency: str) -> str:
+    return f"{FLAG_COUNT_PREFIX}{status}:{flag_type}:{agency}"
+
+
+def parse_flag_count_metric(metric: str) -> tuple[str, str, str]:
+    """(status, type, agency) of a :data:`FLAG_COUNT_PREFIX` metric."""
+    status, flag_type, agency = metric[len(FLAG_COUNT_PREFIX):].split(":", 2)
+    return status, flag_type, agency
+
+
+def _count_flag(change: Change, flag: Flag, n: int) -> None:
+    metric = flag_count_metric(flag["status"], flag["type"], flag["agency"] or "")
+    change.count(metric, flag["ward_code"] or "", local_day(int(flag["opened_at"])), n)
 
 
 def scrub(text: str) -> str:
@@ -78,11 +102,15 @@ def reconcile(
     if desired is None:
         if current is not None:
             change.delete(FLAGS, fid)
+            _count_flag(change, current, -1)
             change.flag_changes.append(dict(current, status="WITHDRAWN"))
         return
     if current == desired:
         return
     change.set(FLAGS, fid, desired)
+    if current is not None:
+        _count_flag(change, current, -1)
+    _count_flag(change, desired, 1)
     if announce_updates or current is None or current["status"] != desired["status"]:
         change.flag_changes.append(desired)
 

@@ -27,7 +27,7 @@ SCORECARD_ROW = {
 
 def fake_hub() -> Any:
     view = SimpleNamespace(
-        flags=[{"type": "SYNC_FAILED", "status": "OPEN"}, {"type": "SYNC_FAILED", "status": "RESOLVED"}],
+        open_flags_by=lambda: Counter({("SYNC_FAILED", "26734"): 1}),
         agencies={"POLICE": {"last_seen_ms": 0, "events": 1}},
         scorecard=lambda periods, now_ms: ([SCORECARD_ROW], []),
     )
