@@ -36,7 +36,8 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,9 @@ COUNTER_CACHE_FACTOR = 4
 _ID = b"m|id"
 _SEQ = b"m|seq"
 _MISSING = object()
+#: Cached for a key known to be absent on disk: rules ask far more often whether a flag,
+#: a timer or a group exists than they find one, and each unanswered ask was a RocksDB read.
+_ABSENT = object()
 
 
 def _end_of(prefix: bytes) -> bytes:
@@ -144,16 +148,9 @@ class DiskMap(MutableMapping[str, Any]):
         self.cache: OrderedDict[str, Any] = OrderedDict()
 
     def __getitem__(self, key: str) -> Any:
-        cache = self.cache
-        value = cache.get(key, _MISSING)
-        if value is not _MISSING:
-            cache.move_to_end(key)
-            return value
-        raw = self.db.get(self.prefix + key.encode())
-        if raw is None:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
             raise KeyError(key)
-        value = orjson.loads(raw)
-        self._remember(key, value)
         return value
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]  # hot path: no KeyError
@@ -161,9 +158,10 @@ class DiskMap(MutableMapping[str, Any]):
         value = cache.get(key, _MISSING)
         if value is not _MISSING:
             cache.move_to_end(key)
-            return value
+            return default if value is _ABSENT else value
         raw = self.db.db.get(self.prefix + key.encode())
         if raw is None:
+            self._remember(key, _ABSENT)
             return default
         value = orjson.loads(raw)
         self._remember(key, value)
@@ -180,7 +178,7 @@ class DiskMap(MutableMapping[str, Any]):
         """Put (``None``: delete) ``key`` in ``batch``; the cache follows at once."""
         if value is None:
             batch.delete(self.prefix + key.encode())
-            self.cache.pop(key, None)
+            self._remember(key, _ABSENT)
         else:
             batch.put(self.prefix + key.encode(), orjson.dumps(value))
             self._remember(key, value)
@@ -217,32 +215,30 @@ class DiskMap(MutableMapping[str, Any]):
 
 
 class DiskCounters:
-    """A partition's counters on disk, read through an LRU cache of ``limit`` values.
+    """A partition's counters on disk, read through a cache of about ``limit`` values.
 
     Reads as a ``Counter`` is read (``get``, ``[]`` giving 0 for an absent key,
     ``items`` streamed from disk, which the cache writes through to); written only
-    by :meth:`add`, in the write batch of the delta that counts.
+    by :meth:`add_all`, in the write batch of the delta that counts. The cache is
+    a plain dict that drops its older half when full: a counter is added to many
+    times per message, so its upkeep must cost less than an LRU's.
     """
 
     PREFIX = b"c|"
 
     def __init__(self, db: PartitionDB, limit: int) -> None:
         self.db = db
-        self.limit = limit
-        self.cache: OrderedDict[str, int] = OrderedDict()
+        self.limit = max(2, limit)
+        self.cache: dict[str, int] = {}
 
     def get(self, key: str, default: int = 0) -> int:
-        cache = self.cache
-        value = cache.get(key)
+        value = self.cache.get(key)
         if value is not None:
-            cache.move_to_end(key)
             return value
         raw = self.db.db.get(self.PREFIX + key.encode())
-        if raw is None:
-            return default
-        value = int(raw)
+        value = 0 if raw is None else int(raw)
         self._remember(key, value)
-        return value
+        return default if raw is None else value
 
     def __getitem__(self, key: str) -> int:
         return self.get(key, 0)
@@ -253,14 +249,24 @@ class DiskCounters:
     def _remember(self, key: str, value: int) -> None:
         cache = self.cache
         cache[key] = value
-        cache.move_to_end(key)
         if len(cache) > self.limit:
-            cache.popitem(last=False)
+            for old in list(islice(cache, len(cache) // 2)):
+                del cache[old]
 
-    def add(self, batch: rocksdict.WriteBatch, key: str, n: int) -> None:
-        value = self.get(key, 0) + n
-        batch.put(self.PREFIX + key.encode(), str(value).encode())
-        self._remember(key, value)
+    def add_all(self, batch: rocksdict.WriteBatch, inc: Mapping[str, int]) -> None:
+        """Add a delta's increments, each written to ``batch`` as its new value."""
+        cache, read, put, prefix = self.cache, self.db.db.get, batch.put, self.PREFIX
+        for key, n in inc.items():
+            disk_key = prefix + key.encode()
+            kept = cache.get(key)
+            if kept is None:
+                raw = read(disk_key)
+                kept = 0 if raw is None else int(raw)
+            cache[key] = kept + n
+            put(disk_key, b"%d" % (kept + n))
+        if len(cache) > self.limit:
+            for old in list(islice(cache, len(cache) // 2)):
+                del cache[old]
 
     def items(self) -> Iterator[tuple[str, int]]:
         size = len(self.PREFIX)
@@ -395,8 +401,7 @@ class DiskPartitionState(PartitionState):
             return
         batch = rocksdict.WriteBatch(raw_mode=True)
         counters: DiskCounters = self.counters  # type: ignore[assignment]
-        for key, n in delta.inc.items():
-            counters.add(batch, key, n)
+        counters.add_all(batch, delta.inc)
         seen: SeenIds = self.seen  # type: ignore[assignment]
         for bucket, ids in delta.seen.items():
             seen.add(batch, bucket, ids)
