@@ -104,6 +104,8 @@ class RollupIndex:
         self.groups: dict[str, array[int]] = {}
         #: Open roll-ups by (ward, local day of opened_at).
         self.open: Counter[tuple[str, str]] = Counter()
+        #: Bumped whenever ``open`` changes (caches of what is derived from it).
+        self.version = 0
 
     def _open_key(self, group: str) -> tuple[str, str] | None:
         firsts = self.groups.get(group)
@@ -126,6 +128,7 @@ class RollupIndex:
             del self.groups[group]
         after = self._open_key(group)
         if before != after:
+            self.version += 1
             if before is not None:
                 self.open[before] -= 1
                 if not self.open[before]:
@@ -394,7 +397,7 @@ class CityView:
         counters = self.counters
         key = (
             self._cache_key,
-            tuple(sorted(self.rollups.open.items())),
+            (id(self.rollups), self.rollups.version),
             tuple((p["agency"], p["start"], p["end"]) for p in silences),
             tuple(sorted((f["flag_id"], f["status"]) for f in live)),
             now_ms // 60_000 if still_silent else 0,
