@@ -92,6 +92,25 @@ def wait_exact(worker: WorkerProcess, expected: dict[str, int], timeout: float =
         raise AssertionError(f"{exc}; last counted {seen[0] if seen else None}") from None
 
 
+def wait_flag_counts_agree(worker: WorkerProcess, timeout: float = 30) -> None:
+    """The open flags the counters say (``flags_open``) are the open flags the stores list.
+
+    Flag counters move in the delta of the flag they count, so a delta applied twice
+    (or lost) after a kill would show here as a count apart from the flags themselves.
+    """
+    seen: list[tuple[int, int]] = []
+
+    def agree() -> bool:
+        listed = int(worker.get("/api/flags?status=OPEN&limit=1")["total"])
+        seen[:] = [(int(worker.kpis()["flags_open"]), listed)]
+        return seen[0][0] == seen[0][1] and seen[0][1] > 0
+
+    try:
+        wait_for(agree, timeout, what="flags_open to equal the open flags listed")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; (counted, listed) {seen[0] if seen else None}") from None
+
+
 def wait_committed(bootstrap: str, group: str = "lienthong", timeout: float = 60) -> None:
     """Until the group has committed every event topic's messages (so their deltas are flushed)."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -166,6 +185,7 @@ def test_a_worker_killed_mid_stream_and_restarted_ends_exact(broker, workers, st
         worker.kill()
         worker = workers(name="crashy", store=store, **env)  # same name: same local data dir
     wait_exact(worker, truth(events))
+    wait_flag_counts_agree(worker)
 
 
 def test_a_restart_on_an_intact_local_store_reads_no_delta_back_and_ends_exact(broker, workers):
@@ -325,4 +345,5 @@ def test_kills_at_random_points_of_a_backlog_always_end_exact(broker, workers, m
         if survivor is None:
             survivor = workers(name=f"{mode}-{run}-a", **group)  # same name: same data dir
         wait_exact_or_frozen(survivor, expected)
+        wait_flag_counts_agree(survivor)
         survivor.kill()
