@@ -12,8 +12,8 @@ tables) and only bounded LRU caches in memory:
 * **Seen event ids** are keys ``n|<bucket>|<id>`` (a bloom filter answers the
   usual "never seen" without a disk read); a bucket that leaves the dedupe
   horizon is one range delete.
-* **Counters** (``c|<metric|ward|day>``) are on disk too, read through an LRU
-  cache of the recent ones (:class:`DiskCounters`): one per metric × ward × day
+* **Counters** (``c|<metric|ward|day>``) are on disk too, read through a cache
+  of the recent ones (:class:`DiskCounters`): one per metric × ward × day
   of the partition, millions in a year of a city, which only the view needs
   summed (``streams.view.OwnedCounters`` keeps the sum over owned partitions).
 * The small ``meta`` store stays in memory (bounded by topics and agencies) and
@@ -247,8 +247,12 @@ class DiskCounters:
         return isinstance(key, str) and self.db.get(self.PREFIX + key.encode()) is not None
 
     def _remember(self, key: str, value: int) -> None:
+        self.cache[key] = value
+        self._trim()
+
+    def _trim(self) -> None:
+        """Past ``limit``, drop the older half (insertion order)."""
         cache = self.cache
-        cache[key] = value
         if len(cache) > self.limit:
             for old in list(islice(cache, len(cache) // 2)):
                 del cache[old]
@@ -264,9 +268,7 @@ class DiskCounters:
                 kept = 0 if raw is None else int(raw)
             cache[key] = kept + n
             put(disk_key, b"%d" % (kept + n))
-        if len(cache) > self.limit:
-            for old in list(islice(cache, len(cache) // 2)):
-                del cache[old]
+        self._trim()
 
     def items(self) -> Iterator[tuple[str, int]]:
         size = len(self.PREFIX)

@@ -19,7 +19,7 @@ from typing import Any
 
 from schemas.vocabulary import WITHDRAWN
 from streams.clock import local_day
-from streams.flags.records import FLAG_COUNT_PREFIX, Flag, parse_flag_count_metric
+from streams.flags.records import FLAG_COUNT_PREFIX, FLAGS, Flag, parse_flag_count_metric
 from streams.flags.rollups import (
     ROLLED_FLAGS,
     ROLLUP_GROUPS,
@@ -291,7 +291,7 @@ class CityView:
         listed by their owners (``partitions_elsewhere``)."""
         for _, source in self._sources():
             if isinstance(source, PartitionState):
-                for flag in source.stores["flags"].values():
+                for flag in source.stores[FLAGS].values():
                     if not is_partition_rollup(flag):
                         yield flag
         yield from self.iter_rollups()
@@ -328,7 +328,7 @@ class CityView:
             return merge_partials(partials)
         for _, source in sources:
             if isinstance(source, PartitionState):
-                found = source.stores["flags"].get(fid)
+                found = source.stores[FLAGS].get(fid)
                 if found is not None:
                     return dict(found)
         return next((f for live in self.live_flags for f in live() if f["flag_id"] == fid), None)
@@ -351,7 +351,6 @@ class CityView:
                 metric, k_ward, k_day = split_counter_key(key)
                 if (ward is None or k_ward == ward) and (day is None or k_day == day):
                     out[(parse_flag_count_metric(metric)[1], k_ward)] += value
-        self._refresh()
         for r_ward, r_day, n in self.rollups.open_rollups():
             if (ward is None or r_ward == ward) and (day is None or r_day == day):
                 out[("SYNC_MISSING", r_ward)] += n
