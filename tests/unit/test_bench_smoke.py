@@ -59,7 +59,9 @@ def test_the_signing_bench_verifies_every_message_it_times():
     from bench.signing import measure
 
     figures = measure(build_events(400, seed=6), batch_size=100, singles=50)
-    assert figures.single_verify_us > 0 and figures.batch_verify_us > figures.single_verify_us
+    # Figures only: which of the two is faster is for the bench to print, not for a test
+    # on a shared machine to assert (it once failed CI when a load spike hit the singles).
+    assert figures.single_verify_us > 0 and figures.batch_verify_us > 0
     assert figures.core_on_us > 0 and figures.core_off_us > 0
     assert 1 <= figures.batch_events <= 100
 def test_a_backfill_of_the_bench_workload_raises_no_flag_a_live_run_would_not():
