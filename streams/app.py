@@ -38,6 +38,7 @@ from streams.exits import EXIT_CRASHED, exit_now
 from streams.flags import default_rules
 from streams.health import Health, Problem, crash_of
 from streams.intake import GroupIntake
+from streams.merge_store import MergeStore
 from streams.output import Output
 from streams.processor import Outcome, Processor, SourceMessage
 from streams.restore import DiskStates
@@ -201,15 +202,22 @@ class Hub:
             ROLLUP_PARTIALS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
             partitions=s.partitions,
         )
-        self.merged = app.Table(
-            rollup_merge.MERGE_TABLE,
-            default=None,
-            partitions=s.partitions,
-            key_type=str,
-            value_type=bytes,
-            help="Per ward|day: the latest roll-up partial of each partition, and the last announcement.",
-            options=ROCKSDB_OPTIONS,
-        )
+        if self.disk is not None:
+            # on disk beside the partition databases, caught up from the partials topic itself
+            # (streams.merge_store): no Faust table whose changelog every start would read
+            self.merge_store: MergeStore | None = MergeStore(
+                s.data_dir / "state" / self.worker_name, self.bootstrap, ROLLUP_PARTIALS)
+        else:
+            self.merge_store = None
+            self.merged = app.Table(
+                rollup_merge.MERGE_TABLE,
+                default=None,
+                partitions=s.partitions,
+                key_type=str,
+                value_type=bytes,
+                help="Per ward|day: the latest roll-up partial of each partition, and the last announcement.",
+                options=ROCKSDB_OPTIONS,
+            )
 
         hub = self
 
@@ -229,7 +237,8 @@ class Hub:
         async def merge_rollups(stream: faust.StreamT) -> None:
             try:
                 async for event in stream.events():
-                    await hub.merge_partial(event.message.value or b"")
+                    message = event.message
+                    await hub.merge_partial(message.value or b"", message.partition, message.offset)
             except Exception as exc:
                 # as count_and_flag: a partial skipped would leave its roll-up wrong
                 exit_now(EXIT_CRASHED, "agent_crashed", error=repr(exc), exc_info=exc)
@@ -583,16 +592,23 @@ class Hub:
                 idle.setdefault(partition, set()).add(topic)
         self.idle = {partition: frozenset(topics) for partition, topics in idle.items()}
 
-    async def merge_partial(self, value: bytes) -> None:
+    async def merge_partial(self, value: bytes, partition: int, offset: int) -> None:
         """The merge agent's step: keep the partial, announce the ward × day's flag if its status moved."""
-        group, updated, announce = rollup_merge.merge(value, self.merged.get)
-        if updated is not None:
-            self.merged[group] = updated
+        if self.merge_store is not None:
+            announce = await self.merge_store.merge(partition, offset, value)
+        else:
+            group, updated, announce = rollup_merge.merge(value, self.merged.get)
+            if updated is not None:
+                self.merged[group] = updated
         await self.output.publish_flags(announce)
         if announce:
             self.notify({"kind": "rollup", "flags": announce})
 
     def on_revoked(self, revoked: set[TP]) -> None:
+        if self.merge_store is not None:
+            for tp in revoked:
+                if tp.topic == ROLLUP_PARTIALS:
+                    self.merge_store.revoked(tp.partition)
         for partition in {tp.partition for tp in revoked}:
             self.epochs[partition] = self.epochs.get(partition, 0) + 1
             state = self.processor.states.get(partition)

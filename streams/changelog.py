@@ -72,30 +72,38 @@ async def _consumer(bootstrap: str) -> AIOKafkaConsumer:
     return await side_reader(bootstrap, fetch_wait_ms=FETCH_WAIT_MS, fetch_bytes=FETCH_BYTES)
 
 
-async def read(bootstrap: str, topic: str, partition: int, tail_only: bool = False
-               ) -> AsyncIterator[list[ConsumerRecord]]:  # type: ignore[type-arg]
-    """The records of one changelog partition in order, a fetch at a time, to the end a fetch sees.
+async def read(bootstrap: str, topic: str, partition: int, tail_only: bool = False, start: int = 0,
+               stop: int | None = None) -> AsyncIterator[list[ConsumerRecord]]:  # type: ignore[type-arg]
+    """The records of one partition in order, a fetch at a time, to the end a fetch sees.
 
     ``tail_only``: start at the last record the broker reports (enough to find the tail).
+    ``start``/``stop``: only the records at offsets ``start <= offset < stop`` (``stop``
+    is then the end, whatever the broker reports).
     """
     consumer = await _consumer(bootstrap)
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        consumer.seek(tp, max(0, end - 1) if tail_only else 0)
+        end = stop if stop is not None else (await consumer.end_offsets([tp]))[tp]
+        if end <= start:
+            return
+        consumer.seek(tp, max(0, end - 1) if tail_only else start)
         empty = 0
         while True:
             records = (await consumer.getmany(tp, timeout_ms=2 * FETCH_WAIT_MS)).get(tp, [])
+            if stop is not None:
+                records = [record for record in records if record.offset < stop]
             if records:
                 empty = 0
                 yield records
-                continue
+                if stop is None:
+                    continue  # the reported end may be short (Tansu): read until a fetch is empty
             if await consumer.position(tp) >= end:
                 return
-            empty += 1
-            if empty > MAX_EMPTY_FETCHES:
-                raise RuntimeError(f"changelog {topic}/{partition}: nothing read short of its end offset {end}")
+            if not records:
+                empty += 1
+                if empty > MAX_EMPTY_FETCHES:
+                    raise RuntimeError(f"{topic}/{partition}: nothing read short of offset {end}")
     finally:
         await consumer.stop()
 

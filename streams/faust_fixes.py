@@ -1,4 +1,4 @@
-"""Six corrections to faust-streaming (and mode) that exactly-once and liveness here depend on.
+"""Seven corrections to faust-streaming (and mode) that exactly-once and liveness here depend on.
 
 **Resuming flow must not drop messages** (issue 11, the "frozen" restarted
 worker). ``app.flow_control.resume()`` (mode's ``FlowControlEvent``) empties
@@ -64,6 +64,15 @@ the new owner. :func:`read_to_end` establishes each partition's end by fetching
 from the reported end until the broker has nothing more, and recovery reads up
 to that. (A guard against a measured broker defect; the stall of issue 11 was
 the queue clearing above.)
+
+**A worker's partitions of every event topic stay together, tables or not.**
+faust-streaming gives the consumer its own assignor (which assigns partition
+``P`` of every co-partitioned topic to one worker) only when the app has
+changelog tables or standby replicas, and aiokafka's round-robin otherwise. A
+worker with state on disk has no Faust table, and round-robin would give one
+worker ``lienthong.identity`` partition 3 and another ``lienthong.insurance``
+partition 3: each would keep half of partition 3's state, and the flags that
+join them would be wrong. :func:`create_worker_consumer` always uses Faust's.
 """
 
 from __future__ import annotations
@@ -224,6 +233,18 @@ def verify_event_path(self: AIOKafkaConsumerThread, now: float, tp: TP) -> None:
     _faust_verify_event_path(self, now, tp)
 
 
+_faust_create_worker_consumer: Callable[[AIOKafkaConsumerThread, Any], Any] = (
+    AIOKafkaConsumerThread._create_worker_consumer)
+
+
+def create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
+    """Faust's worker consumer, with Faust's co-partitioning assignor whatever tables the app has."""
+    consumer = _faust_create_worker_consumer(self, transport)
+    self._assignor = self.app.assignor
+    consumer._partition_assignment_strategy = [self.app.assignor]
+    return consumer
+
+
 def apply() -> None:
     """Install the corrections into Faust and mode (idempotent)."""
     FlowControlEvent.resume = resume_flow  # type: ignore[method-assign]
@@ -232,3 +253,4 @@ def apply() -> None:
     Recovery._build_highwaters = build_highwaters  # type: ignore[method-assign]
     Recovery._wait = wait_recovery_step  # type: ignore[method-assign,assignment]
     AIOKafkaConsumerThread.verify_event_path = verify_event_path  # type: ignore[method-assign]
+    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]

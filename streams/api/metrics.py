@@ -127,6 +127,13 @@ class _StateCollector(Collector):
             "lienthong_changelog_deltas_folded", "Deltas read back from the changelog since start (restores).",
             value=opened.get("deltas", 0),
         )
+        merge_store = getattr(hub, "merge_store", None)  # state on disk only (streams.merge_store)
+        yield GaugeMetricFamily(
+            "lienthong_rollup_partials_caught_up",
+            "Roll-up partials read back from lienthong.rollup-partials since start, to catch the merge "
+            "table up (state on disk: nothing on a restart on the worker's own databases).",
+            value=merge_store.caught_up if merge_store is not None else 0,
+        )
         yield from scorecard_families(hub.view.scorecard(list(hub.silence_periods), int(now_ms))[0])
 
         found = {problem.kind for problem in self.metrics.problems}

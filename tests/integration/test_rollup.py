@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -42,6 +44,47 @@ def test_cards_with_a_silent_insurance_feed_raise_one_roll_up_with_its_citizens_
 
 def check_roll_up(broker: str, worker: WorkerProcess) -> None:
     """Cards of one ward × day on several partitions: ONE flag with the total, on the API and the alerts."""
+    flag, total = open_roll_up(broker, worker)
+    resolve_roll_up(broker, worker, flag, total)
+
+
+@pytest.mark.parametrize("restarted_as", ["itself", "a worker that lost its disk"])
+def test_a_disk_worker_killed_and_restarted_resolves_the_roll_up_it_announced_with_every_partition(
+        broker, tmp_path, restarted_as):
+    """The merge stage's table survives a SIGKILL: on the worker's own databases, or caught up from the partials.
+
+    Without it, the first late sync's partial would be merged alone: a RESOLVED
+    roll-up of one partition's cards, not of the ward and day.
+    """
+    env = {"LIENTHONG_STATE_STORE": "disk", "LIENTHONG_SLA_SOURCE_IDLE": str(2 / 3600)}
+    worker = WorkerProcess(broker, tmp_path, "rollup-disk")
+    worker.env.update(env)
+    try:
+        worker.start()
+        flag, total = open_roll_up(broker, worker)
+        worker.kill()
+        worker = WorkerProcess(broker, tmp_path, "rollup-disk" if restarted_as == "itself" else "rollup-new")
+        worker.env.update(env)
+        worker.start()
+        resolve_roll_up(broker, worker, flag, total)
+        caught_up = metric(worker, "lienthong_rollup_partials_caught_up")
+        if restarted_as == "itself":
+            assert caught_up == 0  # its own table: not one partial read back
+        else:
+            assert caught_up >= len(SPREAD)  # every partition's partial, read back before the first new one
+    finally:
+        worker.kill()
+
+
+def metric(worker: WorkerProcess, name: str) -> float:
+    text = urllib.request.urlopen(f"{worker.url}/metrics", timeout=10).read().decode()
+    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    assert found, f"{name} not in /metrics"
+    return float(found.group(1))
+
+
+def open_roll_up(broker: str, worker: WorkerProcess) -> tuple[dict, int]:
+    """The cards of one ward × day on several partitions, until their roll-up is OPEN and announced once."""
     cards = [card(T0 + i * 60_000, c) for p, n in SPREAD.items() for i, c in enumerate(citizens_on_partition(p, n))]
     total = len(cards)
     publish(broker, *cards)
@@ -67,6 +110,13 @@ def check_roll_up(broker: str, worker: WorkerProcess) -> None:
         return sorted({(a["flag_id"], a["status"]) for a in alerts(broker) if a["type"] == "SYNC_MISSING"})
 
     assert wait_for(announced, 30, what="the roll-up on lienthong.alerts") == [(flag["flag_id"], "OPEN")]
+    return flag, total
+
+
+def resolve_roll_up(broker: str, worker: WorkerProcess, flag: dict, total: int) -> None:
+    """Every late sync arrives: ONE resolution of the whole roll-up, on the alerts and the API."""
+    def announced() -> list[tuple[str, str]]:
+        return sorted({(a["flag_id"], a["status"]) for a in alerts(broker) if a["type"] == "SYNC_MISSING"})
 
     # every late sync arrives (dated after the window: resolves, does not release): ONE resolution, the total
     publish(broker, *(sync(T0 + 6 * D + i, citizen=c) for p, n in SPREAD.items()

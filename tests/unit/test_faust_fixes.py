@@ -119,3 +119,22 @@ def test_the_livelock_check_skips_a_partition_just_assigned_instead_of_crashing(
     assert checked == []  # no position yet: aiokafka would have asserted
     faust_fixes.verify_event_path(_consumer_thread(42), 0.0, tp)  # type: ignore[arg-type]
     assert checked == [tp]
+
+
+def test_an_app_without_tables_still_assigns_a_partition_of_every_topic_to_one_worker():
+    """A disk-state worker has no Faust table; faust-streaming would then pick round-robin."""
+    import faust
+    from faust.assignor import PartitionAssignor
+
+    async def strategy() -> list[object]:
+        faust_fixes.apply()
+        app = faust.App("no-tables", broker="kafka://127.0.0.1:1", web_enabled=False, table_standby_replicas=0)
+        assert not app.tables.changelog_topics
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return list(consumer._partition_assignment_strategy)
+        finally:
+            await consumer.stop()
+
+    [assignor] = asyncio.run(strategy())
+    assert isinstance(assignor, PartitionAssignor)  # Faust's co-partitioning assignor
