@@ -96,6 +96,11 @@ class Settings:
     #: group's state change may cover (a larger message is a group of its own).
     group_messages: int = 500
     group_bytes: int = 256 * 1024
+    #: Kafka static membership (KIP-345): the worker joins its group as
+    #: ``<app_id>.<worker name>``, so a worker restarted under the same name gets
+    #: its partitions back without waiting for the group to give up on its
+    #: previous incarnation (the session timeout). Worker names must then be unique.
+    static_membership: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -128,6 +133,7 @@ class Settings:
             state_cache=int(_env("STATE_CACHE", "2000")),
             group_messages=int(_env("GROUP_MESSAGES", "500")),
             group_bytes=int(_env("GROUP_BYTES", str(256 * 1024))),
+            static_membership=_flag(_env("STATIC_MEMBERSHIP", "true"), "STATIC_MEMBERSHIP"),
         )
 
     def with_(self, **changes: object) -> Settings:
