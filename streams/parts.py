@@ -14,13 +14,17 @@ A reader applies a value only when all ``n`` parts with one digest are there:
   apart). A delta is therefore still applied entirely or not at all.
 * **Snapshots.** The parts of one snapshot go to one partition of
   ``lienthong.aggregates`` in order; the view assembles them before it accepts
-  the snapshot (``Assembler``).
+  the snapshot (``Assembler``). A snapshot is encoded as it is sent
+  (:func:`split_stream`), so the worker never holds a whole one: its parts are
+  marked with a random set id instead of a digest, and the count only on the
+  last part (0 on the others: more to come).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import os
+from collections.abc import Generator, Iterable
 
 MARK = b"\x00LTPART|"
 #: Room left in a record for its key, headers and the part header.
@@ -36,6 +40,32 @@ def split(value: bytes, limit: int) -> list[bytes]:
     digest = hashlib.blake2b(value, digest_size=8).hexdigest().encode()
     count = len(chunks)
     return [MARK + b"%s|%d|%d|" % (digest, index, count) + chunk for index, chunk in enumerate(chunks)]
+
+
+def split_stream(pieces: Iterable[bytes], limit: int) -> Generator[bytes, None, None]:
+    """The records of a value given in pieces: one whole record if it fits in ``limit``, else
+    marked parts, each yielded as soon as it is full (memory: a part, not the value).
+
+    The parts of one value share a random set id, and only the last carries the count
+    (the others 0: the count is not known until the value ends).
+    """
+    size = max(1, limit - OVERHEAD)
+    pending = bytearray()
+    set_id = b""
+    index = 0
+    for piece in pieces:
+        pending += piece
+        while len(pending) > size:
+            if not set_id:
+                set_id = os.urandom(8).hex().encode()
+            yield MARK + b"%s|%d|0|" % (set_id, index) + bytes(pending[:size])
+            del pending[:size]
+            index += 1
+    if not set_id and len(pending) + OVERHEAD <= limit:
+        yield bytes(pending)
+        return
+    set_id = set_id or os.urandom(8).hex().encode()
+    yield MARK + b"%s|%d|%d|" % (set_id, index, index + 1) + bytes(pending)
 
 
 def is_part(value: bytes) -> bool:
@@ -63,19 +93,27 @@ class Assembler:
 
     def __init__(self) -> None:
         self._parts: dict[str, dict[str, dict[int, bytes]]] = {}
+        #: Parts in a set, by set id, once known (a streamed set says so on its last part).
+        self._counts: dict[str, int] = {}
 
     def add(self, key: str, value: bytes) -> bytes | None:
         """The whole value when ``value`` completes it (or is whole), else None (kept for later)."""
         if not is_part(value):
-            self._parts.pop(key, None)
+            for dropped in self._parts.pop(key, {}):
+                self._counts.pop(dropped, None)
             return value
         digest, index, count, chunk = parse(value)
         sets = self._parts.setdefault(key, {})
         got = sets.setdefault(digest, {})
         got[index] = chunk
-        if len(got) < count or any(i not in got for i in range(count)):
+        if count:
+            self._counts[digest] = count  # the last part of a streamed value (split_stream), or any of split's
+        count = self._counts.get(digest, 0)
+        if not count or len(got) < count or any(i not in got for i in range(count)):
             return None
         del self._parts[key]
+        for done in sets:
+            self._counts.pop(done, None)
         return b"".join(got[i] for i in range(count))
 
 

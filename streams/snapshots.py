@@ -9,7 +9,7 @@ API answers for the whole city.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import orjson
 
@@ -19,7 +19,7 @@ from schemas.topics import AGGREGATES
 from streams import parts
 from streams.output import Output
 from streams.state import PartitionState
-from streams.view import CityView, snapshot_of
+from streams.view import CityView, snapshot_pieces
 
 log = get_logger(__name__)
 
@@ -59,11 +59,12 @@ class Snapshots:
         self._next_snapshot_at = time.monotonic() + SNAPSHOT_COST_FACTOR * busy
 
     async def _publish(self) -> float:
-        """Publish every partition that moved on; returns the seconds spent building them.
+        """Publish every partition that moved on; returns the seconds spent encoding them.
 
-        Only building counts towards the cost (the agent runs while a send is
-        awaited). One partition's snapshot (several MB late in a backfill) is in
-        flight at a time: queuing all of them at once was the worker's peak memory.
+        Only encoding counts towards the cost (the agent runs while a send is
+        awaited). A snapshot is encoded as it is sent (``snapshot_pieces``, in parts
+        of at most ``max_record_bytes``), one part in flight at a time: built whole,
+        snapshots were a quarter of a backfilling worker's peak memory.
         """
         busy = 0.0
         for partition, state in list(self.states.items()):
@@ -71,26 +72,38 @@ class Snapshots:
                 continue
             # the version this snapshot shows: the agent may apply more while the send is awaited
             version = state.version
-            started = time.monotonic()
-            value = orjson.dumps(snapshot_of(state, self.worker_name))
-            busy += time.monotonic() - started
-            # larger than a record may be: in parts, in order on one partition (streams.parts)
-            for piece in parts.split(value, self.max_record_bytes):
-                sent = await self.output.produce(
-                    AGGREGATES,
-                    str(partition).encode(),
-                    piece,
-                    [(WORKER_HEADER, self.worker_name.encode())],
-                    partition=partition % self.partitions,
-                )
-            del value
+            records = parts.split_stream(snapshot_pieces(state, self.worker_name), self.max_record_bytes)
             try:
-                await sent
+                busy += await self._send(partition, state, records)
             except Exception as exc:  # noqa: BLE001 - a snapshot is retried next interval; never kill the worker
                 log.warning("snapshot_not_sent", partition=partition, error=repr(exc))
                 continue
-            self.published_versions[partition] = version
+            finally:
+                records.close()
+            if self.states.get(partition) is state:  # not revoked while it was sent
+                self.published_versions[partition] = version
         return busy
+
+    async def _send(self, partition: int, state: PartitionState, records: Iterator[bytes]) -> float:
+        """Send a snapshot's records in order, each once the one before it is acknowledged.
+
+        Returns the seconds spent encoding. Stops early when the partition is revoked
+        meanwhile (its database is closed; its next owner publishes it).
+        """
+        busy = 0.0
+        while True:
+            started = time.monotonic()
+            record = next(records, None)
+            busy += time.monotonic() - started
+            if record is None:
+                return busy
+            sent = await self.output.produce(AGGREGATES, str(partition).encode(), record,
+                                             [(WORKER_HEADER, self.worker_name.encode())],
+                                             partition=partition % self.partitions)
+            del record
+            await sent
+            if self.states.get(partition) is not state:
+                return busy
 
     async def read(self) -> None:
         """Every other worker's snapshots into the view, from the start of the topic, for ever."""

@@ -13,9 +13,11 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from itertools import groupby
+from itertools import groupby, islice
 from operator import itemgetter
 from typing import Any
+
+import orjson
 
 from schemas.vocabulary import WITHDRAWN
 from streams.clock import local_day
@@ -46,6 +48,49 @@ def snapshot_of(state: PartitionState, worker: str) -> dict[str, Any]:
     counters already carry every figure derived from them; ``/api/flags`` lists the flags of
     the partitions a worker owns and names the others (``partitions_elsewhere``).
     """
+    return dict(
+        _snapshot_head(state, worker),
+        counters=dict(state.counters.items()),
+        # this partition's shares of SYNC_MISSING roll-ups, merged into one flag per ward × day
+        partials=list(state.stores.get(ROLLUP_PARTIALS, {}).values()),
+    )
+
+
+#: Counters (or partials) per piece of a streamed snapshot (``snapshot_pieces``).
+SNAPSHOT_PIECE_ITEMS = 4096
+
+
+def snapshot_pieces(state: PartitionState, worker: str) -> Iterator[bytes]:
+    """:func:`snapshot_of` as JSON, encoded a piece at a time as counters and partials are read.
+
+    A partition on disk holds hundreds of thousands of counters late in a backfill:
+    built whole, its snapshot (the dict, its JSON, and the parts of the JSON) was a
+    quarter of the worker's peak memory (memray, issue 12). Streamed through
+    ``parts.split_stream``, a snapshot costs a record's worth of memory. Counters and
+    partials are read from disk as the pieces are taken (a partition in memory is
+    copied first: its dicts change while the parts are sent).
+    """
+    counters: Iterable[tuple[str, int]] = state.counters.items()
+    partials: Iterable[Partial] = state.stores.get(ROLLUP_PARTIALS, {}).values()
+    if isinstance(state.counters, dict):
+        counters, partials = list(counters), list(partials)
+    yield orjson.dumps(_snapshot_head(state, worker))[:-1] + b',"counters":{'
+    yield from _json_items(counters, lambda chunk: orjson.dumps(dict(chunk))[1:-1])
+    yield b'},"partials":['
+    yield from _json_items(partials, lambda chunk: orjson.dumps(chunk)[1:-1])
+    yield b"]}"
+
+
+def _json_items(items: Iterable[Any], encode: Callable[[list[Any]], bytes]) -> Iterator[bytes]:
+    """The members of a JSON object or array, ``SNAPSHOT_PIECE_ITEMS`` at a time, comma-separated."""
+    source = iter(items)
+    separator = b""
+    while chunk := list(islice(source, SNAPSHOT_PIECE_ITEMS)):
+        yield separator + encode(chunk)
+        separator = b","
+
+
+def _snapshot_head(state: PartitionState, worker: str) -> dict[str, Any]:
     return {
         "partition": state.partition,
         "worker": worker,
@@ -54,10 +99,7 @@ def snapshot_of(state: PartitionState, worker: str) -> dict[str, Any]:
         "as_of": int(time.time() * 1000),
         "applied": state.applied,
         "watermark": state.watermark,
-        "counters": dict(state.counters.items()),
         "agencies": agency_liveness(state),
-        # this partition's shares of SYNC_MISSING roll-ups, merged into one flag per ward × day
-        "partials": list(state.stores.get(ROLLUP_PARTIALS, {}).values()),
     }
 
 

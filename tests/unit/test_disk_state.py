@@ -131,3 +131,25 @@ def test_a_disk_state_keeps_its_counters_on_disk_and_only_the_recent_ones_in_mem
     state.db.close()
     reopened = DiskPartitionState(0, PartitionDB(tmp_path / "p0"), cache_entries=10)
     assert dict(reopened.counters.items()) == {f"m|w|2024-06-{d:02d}": d + 5 * (d == 1) for d in range(1, 31)}
+
+
+def test_a_snapshot_streamed_in_parts_is_the_snapshot_built_whole(tmp_path, monkeypatch):
+    """A partition on disk and in memory: the parts of ``snapshot_pieces`` join into ``snapshot_of``."""
+    import orjson
+
+    from streams import parts, view
+    from streams.view import snapshot_of, snapshot_pieces
+
+    monkeypatch.setattr(view, "SNAPSHOT_PIECE_ITEMS", 7)  # many pieces, joined by commas
+    disk = on_disk(tmp_path / "p0")
+    run(disk, messages())
+    for state in (disk.state(0), reference().state(0)):
+        whole = snapshot_of(state, "w1")
+        assert len(whole["counters"]) > 7 * 10
+        records = list(parts.split_stream(snapshot_pieces(state, "w1"), 64 * 1024))
+        assert len(records) > 1 and all(len(record) <= 64 * 1024 for record in records)
+        assembler = parts.Assembler()
+        [joined] = [got for record in records if (got := assembler.add("0", record)) is not None]
+        streamed = orjson.loads(joined)
+        assert streamed.pop("as_of") >= whole.pop("as_of")
+        assert streamed == whole
