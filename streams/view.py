@@ -380,15 +380,17 @@ class CityView:
         """Partitions whose flags this worker does not list (owned by other workers)."""
         return sorted(set(self.remote) - set(self.local))
 
-    def open_flags_by(self, ward: str | None = None, day: str | None = None) -> Counter[tuple[str, str]]:
+    def open_flags_by(self, ward: str | None = None, day: str | None = None,
+                      counters: Mapping[str, int] | None = None) -> Counter[tuple[str, str]]:
         """Open flags by (type, ward), for a ward and a local day of ``opened_at`` (None: all).
 
         From the flag counters of every partition (``flags:OPEN:...``), the open roll-ups
-        and the live flags: never from the flags themselves.
+        and the live flags: never from the flags themselves. ``counters``: the city's
+        counters when the caller has them already (``counters`` merges them on each read).
         """
         out: Counter[tuple[str, str]] = Counter()
         prefix = f"{FLAG_COUNT_PREFIX}OPEN:"
-        for key, value in self.counters.items():
+        for key, value in (self.counters if counters is None else counters).items():
             if value and key.startswith(prefix):
                 metric, k_ward, k_day = split_counter_key(key)
                 if (ward is None or k_ward == ward) and (day is None or k_day == day):
@@ -481,8 +483,9 @@ class CityView:
         return sorted(subjects, key=lambda f: (f["opened_at"], f["subject"])), count, elsewhere
 
     def kpis(self, ward: str | None = None, day: str | None = None) -> dict[str, Any]:
-        metrics = filter_counters(self.counters.items(), ward, day)
-        return compute_kpis(metrics, sum(self.open_flags_by(ward, day).values()))
+        counters = self.counters  # merged once (a copy when other workers' partitions are known)
+        metrics = filter_counters(counters.items(), ward, day)
+        return compute_kpis(metrics, sum(self.open_flags_by(ward, day, counters).values()))
 
     @property
     def partitions_known(self) -> int:
