@@ -32,6 +32,7 @@ from schemas.wards import ward_codes
 
 STEP = 250_000
 APP_ID = "soak"
+WORKER = "soak-worker"
 
 
 def cards(first: int, count: int, total: int) -> Iterator[dict[str, Any]]:
@@ -83,17 +84,29 @@ def wait_counted(worker: BenchWorker, expected: int, timeout: float = 3600.0, in
     raise RuntimeError(f"worker did not count {expected} events in {timeout} s")
 
 
-def restart(worker: BenchWorker, data_dir: Path, name: str, bootstrap: str) -> tuple[BenchWorker, int, float]:
-    """SIGKILL the worker and start a new one (same ``name``: same local store dir).
+def soak_worker(bootstrap: str, data_dir: Path) -> BenchWorker:
+    """The soak's worker, as a production worker on Kafka runs: one stable name, static membership."""
+    worker = BenchWorker(bootstrap, data_dir, APP_ID, WORKER)
+    worker.env["LIENTHONG_STATIC_MEMBERSHIP"] = "true"
+    return worker
 
-    Returns the new worker, the count at the kill, and the seconds until it has
-    counted that much again (its state restored: exact again).
+
+def restart(worker: BenchWorker, data_dir: Path, bootstrap: str, lose_store: bool = False
+            ) -> tuple[BenchWorker, int, float]:
+    """SIGKILL the worker and start it again (same name: same local store dir, same group member).
+
+    ``lose_store``: its local store is removed first (a new machine): it restores
+    from the changelog and the partials topic. Returns the new worker, the count
+    at the kill, and the seconds until it has counted that much again (its state
+    restored: exact again).
     """
     at_kill = counted(worker) or 0
     assert worker.process is not None
     worker.process.send_signal(signal.SIGKILL)
     worker.process.wait(30)
-    fresh = BenchWorker(bootstrap, data_dir, APP_ID, name)
+    if lose_store:
+        shutil.rmtree(data_dir / "state" / WORKER, ignore_errors=True)
+    fresh = soak_worker(bootstrap, data_dir)
     fresh.start()
     return fresh, at_kill, wait_counted(fresh, at_kill)
 
@@ -110,7 +123,7 @@ def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str,
             started = time.monotonic()
             publish(broker.bootstrap, cards(0, events, events))
             say(f"  published in {time.monotonic() - started:.1f} s", flush=True)
-            worker = BenchWorker(broker.bootstrap, data_dir, APP_ID, "soak-worker")
+            worker = soak_worker(broker.bootstrap, data_dir)
             worker.start()
             try:
                 for mark in range(STEP, events + STEP, STEP):
@@ -124,7 +137,7 @@ def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str,
                         first, last, _ = worker.busy_span()
                         span_events = counted(worker) or 0
                         figures["worker_eps"] = span_events / (last - first) if last > first else 0.0
-                        worker, at_kill, seconds = restart(worker, data_dir, "soak-worker", broker.bootstrap)
+                        worker, at_kill, seconds = restart(worker, data_dir, broker.bootstrap)
                         figures["restarts"].append((at_kill, "own data dir", seconds))
                         say(f"{'':>10}  SIGKILL at {at_kill:,} + restart on its own data dir: "
                             f"counted again in {seconds:.1f} s", flush=True)
@@ -132,8 +145,8 @@ def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str,
                 if "worker_eps" not in figures:
                     first, last, _ = worker.busy_span()
                     figures["worker_eps"] = events / (last - first) if last > first else 0.0
-                for name, label in (("soak-worker", "own data dir"), ("soak-worker-new", "fresh data dir")):
-                    worker, at_kill, seconds = restart(worker, data_dir, name, broker.bootstrap)
+                for lose_store, label in ((False, "own data dir"), (True, "fresh data dir")):
+                    worker, at_kill, seconds = restart(worker, data_dir, broker.bootstrap, lose_store)
                     figures["restarts"].append((at_kill, label, seconds))
                     say(f"{'':>10}  SIGKILL at {at_kill:,} + restart on {label}: counted again in {seconds:.1f} s",
                         flush=True)

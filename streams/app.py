@@ -155,7 +155,7 @@ class Hub:
             broker_session_timeout=max(s.rebalance_timeout * 2, 10.0),
             broker_heartbeat_interval=1.0,
             broker_commit_interval=1.0,
-            # a restart under the same name takes its partitions back at once (settings.static_membership)
+            # a restart under the same name takes its partitions back at once (Settings.static_membership)
             consumer_group_instance_id=f"{s.app_id}.{self.worker_name}" if s.static_membership else None,
             table_standby_replicas=0,
             producer_max_request_size=16 * 1024 * 1024,
