@@ -90,7 +90,7 @@ class Settings:
     #: docs/exactly-once.md §4).
     state_store: str = "memory"
     #: Values cached in memory per on-disk store and partition (``state_store=disk``).
-    state_cache: int = 2000
+    state_cache: int = 500
     #: Group commit (docs/exactly-once.md §2b): messages the worker takes at most at
     #: once (what is pending when it is free: no wait), and the source bytes one
     #: group's state change may cover (a larger message is a group of its own).
@@ -134,7 +134,7 @@ class Settings:
             max_record_bytes=int(_env("MAX_RECORD_BYTES", str(1024 * 1024))),
             dedupe_horizon_days=float(_env("DEDUPE_HORIZON_DAYS", "30")),
             state_store=_env("STATE_STORE", "memory"),
-            state_cache=int(_env("STATE_CACHE", "2000")),
+            state_cache=int(_env("STATE_CACHE", "500")),
             group_messages=int(_env("GROUP_MESSAGES", "500")),
             group_bytes=int(_env("GROUP_BYTES", str(256 * 1024))),
             static_membership=_flag(_env("STATIC_MEMBERSHIP", "false"), "STATIC_MEMBERSHIP"),

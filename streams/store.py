@@ -51,11 +51,14 @@ from streams.stores import CORE_STORES, LIVENESS, META, StoreName, legacy_livene
 #: store (per subject) is on disk, read through a bounded cache.
 RESIDENT_STORES: tuple[StoreName, ...] = (META,)
 
-#: Default values cached per disk store and partition (``LIENTHONG_STATE_CACHE``).
-DEFAULT_CACHE_ENTRIES = 2000
+#: Default values cached per disk store and partition (``LIENTHONG_STATE_CACHE``). 500 ran as
+#: fast as 2,000 (issue 12, session 6), and a cached value holds its event's strings: at 2,000
+#: the caches held most of the ~85 MiB of decoded events live at a 1 M backfill's peak (memray).
+DEFAULT_CACHE_ENTRIES = 500
 #: Counters cached per partition, as a multiple of ``cache_entries``: an event adds to several
-#: (totals, type, agency, delay bucket), and the days being counted are read again and again.
-COUNTER_CACHE_FACTOR = 4
+#: (totals, type, agency, delay bucket), and the days being counted are read again and again
+#: (one day of a backfill is ~1,700 counters per partition: 8,000 at the default cache).
+COUNTER_CACHE_FACTOR = 16
 
 _ID = b"m|id"
 _SEQ = b"m|seq"

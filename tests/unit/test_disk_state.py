@@ -12,7 +12,7 @@ from schemas.topics import IDENTITY
 from streams.flags import default_rules
 from streams.processor import Processor
 from streams.state import Delta, PartitionState
-from streams.store import DiskPartitionState, PartitionDB
+from streams.store import COUNTER_CACHE_FACTOR, DiskPartitionState, PartitionDB
 
 CODEC = EventCodec()
 CARDS = 3_000
@@ -123,10 +123,10 @@ def test_memory_holds_no_more_subjects_than_the_cache_allows(tmp_path):
 
 
 def test_a_disk_state_keeps_its_counters_on_disk_and_only_the_recent_ones_in_memory(tmp_path: Path) -> None:
-    state = DiskPartitionState(0, PartitionDB(tmp_path / "p0"), cache_entries=5)
+    state = DiskPartitionState(0, PartitionDB(tmp_path / "p0"), cache_entries=1)
     state.apply(Delta(0, "t", 0, inc={f"m|w|2024-06-{d:02d}": d for d in range(1, 31)}))
     state.apply(Delta(1, "t", 1, inc={"m|w|2024-06-01": 5}))  # read back from disk: out of the cache
-    assert len(state.counters.cache) <= 20  # type: ignore[attr-defined]  # 4 × cache_entries
+    assert len(state.counters.cache) <= COUNTER_CACHE_FACTOR < 30  # type: ignore[attr-defined]
     assert state.counters.get("m|w|2024-06-01") == 6 and state.counters["m|w|2024-06-30"] == 30
     state.db.close()
     reopened = DiskPartitionState(0, PartitionDB(tmp_path / "p0"), cache_entries=10)
