@@ -184,20 +184,9 @@ class Hub:
             self.changelog_topic = app.topic(self.changelog, key_type=bytes, value_type=bytes,
                                              key_serializer="raw", value_serializer="raw")
         else:
-            self.deltas = app.Table(
-                "deltas",
-                default=None,
-                partitions=s.partitions,
-                key_type=str,
-                # bytes: Hub encodes each delta once (Delta.encode); Faust's default JSON
-                # value serializer would encode it twice (local store and changelog).
-                value_type=bytes,
-                help="One record per processed source message: the offset-fenced state delta.",
-                # RocksDB, one database per partition: Faust's defaults (64 MiB × 3 write
-                # buffers, a 2 GiB block cache) would keep a whole backfill's deltas in
-                # memory; the state the worker reads is in PartitionState anyway.
-                options=ROCKSDB_OPTIONS,
-            )
+            self.deltas = bytes_table(
+                app, "deltas", s.partitions,
+                "One record per processed source message: the offset-fenced state delta.")
         self.events_topic = app.topic(
             *EVENT_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
@@ -213,15 +202,9 @@ class Hub:
                 s.data_dir / "state" / self.worker_name, self.bootstrap, ROLLUP_PARTIALS)
         else:
             self.merge_store = None
-            self.merged = app.Table(
-                rollup_merge.MERGE_TABLE,
-                default=None,
-                partitions=s.partitions,
-                key_type=str,
-                value_type=bytes,
-                help="Per ward|day: the latest roll-up partial of each partition, and the last announcement.",
-                options=ROCKSDB_OPTIONS,
-            )
+            self.merged = bytes_table(
+                app, rollup_merge.MERGE_TABLE, s.partitions,
+                "Per ward|day: the latest roll-up partial of each partition, and the last announcement.")
 
         hub = self
 
@@ -640,6 +623,19 @@ class Hub:
     # -- live listeners (server-sent events) ----------------------------------
     def notify(self, message: dict[str, Any]) -> None:
         self.listeners.notify(message)
+
+
+def bytes_table(app: faust.App, name: str, partitions: int, purpose: str) -> Any:
+    """A Faust table keyed by str and valued by bytes (state in memory only: on disk there is none).
+
+    Bytes: the Hub encodes each value once (``Delta.encode``, the merge entry); Faust's
+    default JSON value serializer would encode it twice (local store and changelog).
+    RocksDB, one database per partition, with small options: Faust's defaults (64 MiB × 3
+    write buffers, a 2 GiB block cache) would keep a whole backfill's deltas in memory,
+    and the state the worker reads is in PartitionState anyway.
+    """
+    return app.Table(name, default=None, partitions=partitions, key_type=str, value_type=bytes, help=purpose,
+                     options=ROCKSDB_OPTIONS)
 
 
 def set_current_event(event: faust.EventT) -> None:

@@ -87,10 +87,6 @@ class MergeStore:
         if db is not None:
             db.close()
 
-    def close(self) -> None:
-        for partition in list(self.dbs):
-            self.revoked(partition)
-
     async def _catch_up(self, db: PartitionDB, partition: int, offset: int) -> None:
         start = read_up_to(db) + 1
         if start >= offset:

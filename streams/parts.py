@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
 
 MARK = b"\x00LTPART|"
 #: Room left in a record for its key, headers and the part header.
@@ -51,20 +52,17 @@ def split_stream(pieces: Iterable[bytes], limit: int) -> Generator[bytes, None, 
     """
     size = max(1, limit - OVERHEAD)
     pending = bytearray()
-    set_id = b""
+    set_id = os.urandom(8).hex().encode()
     index = 0
     for piece in pieces:
         pending += piece
         while len(pending) > size:
-            if not set_id:
-                set_id = os.urandom(8).hex().encode()
             yield MARK + b"%s|%d|0|" % (set_id, index) + bytes(pending[:size])
             del pending[:size]
             index += 1
-    if not set_id and len(pending) + OVERHEAD <= limit:
+    if index == 0 and len(pending) + OVERHEAD <= limit:
         yield bytes(pending)
         return
-    set_id = set_id or os.urandom(8).hex().encode()
     yield MARK + b"%s|%d|%d|" % (set_id, index, index + 1) + bytes(pending)
 
 
@@ -88,32 +86,34 @@ def base_key(key: str) -> str:
     return head if sep and tail.isdigit() else key
 
 
+@dataclass
+class _PartSet:
+    """The parts of one value received so far, and how many there are once a part says so
+    (every part of :func:`split`'s, only the last of :func:`split_stream`'s)."""
+
+    chunks: dict[int, bytes] = field(default_factory=dict)
+    count: int = 0
+
+
 class Assembler:
     """Collects parts by base key; hands out each value once all of its parts are there."""
 
     def __init__(self) -> None:
-        self._parts: dict[str, dict[str, dict[int, bytes]]] = {}
-        #: Parts in a set, by set id, once known (a streamed set says so on its last part).
-        self._counts: dict[str, int] = {}
+        self._parts: dict[str, dict[str, _PartSet]] = {}
 
     def add(self, key: str, value: bytes) -> bytes | None:
         """The whole value when ``value`` completes it (or is whole), else None (kept for later)."""
         if not is_part(value):
-            for dropped in self._parts.pop(key, {}):
-                self._counts.pop(dropped, None)
+            self._parts.pop(key, None)
             return value
         digest, index, count, chunk = parse(value)
-        sets = self._parts.setdefault(key, {})
-        got = sets.setdefault(digest, {})
-        got[index] = chunk
-        if count:
-            self._counts[digest] = count  # the last part of a streamed value (split_stream), or any of split's
-        count = self._counts.get(digest, 0)
+        part_set = self._parts.setdefault(key, {}).setdefault(digest, _PartSet())
+        part_set.chunks[index] = chunk
+        part_set.count = count or part_set.count
+        got, count = part_set.chunks, part_set.count
         if not count or len(got) < count or any(i not in got for i in range(count)):
             return None
         del self._parts[key]
-        for done in sets:
-            self._counts.pop(done, None)
         return b"".join(got[i] for i in range(count))
 
 
