@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +71,10 @@ def run_demo(settings: Settings, rate: float = 300.0) -> None:
     credentials = demo_credentials(settings)
     police_token = json.loads(credentials.read_text())["POLICE"]["token"]
     embedded = None if settings.broker else EmbeddedBroker(partitions=settings.partitions).start()
+    if embedded is not None:
+        # The embedded broker keeps nothing between runs: partition databases of an earlier
+        # run (LIENTHONG_STATE_STORE=disk) belong to a log that no longer exists.
+        shutil.rmtree(settings.data_dir / "state", ignore_errors=True)
     bootstrap = settings.broker or (embedded.bootstrap if embedded else "")
     ensure_topics(bootstrap, settings.partitions)
     env = dict(os.environ, LIENTHONG_BROKER=bootstrap, LIENTHONG_WEB_PORT=str(settings.web_port),

@@ -14,7 +14,10 @@ the database is rebuilt by folding the changelog into a fresh one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import threading
+from collections.abc import Callable, Collection
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +44,19 @@ class Opened:
     deltas: int
 
 
+def _close_warmed(future: Future[DiskPartitionState]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().db.close()
+
+
 def trusted(db: PartitionDB, tail: changelog.Tail | None) -> bool:
     """Nobody but this database wrote to the partition's changelog since it was last in step with it."""
     if tail is None:
-        return True  # nothing in the changelog at all: whatever the database holds is its own, ahead
+        # An empty changelog under a database that applied messages: a new log (the embedded
+        # broker restarted, the topic recreated). Never its own database ahead of the log either:
+        # a committed source offset implies its delta was flushed first, so rebuilding (from
+        # nothing) and re-reading from the committed offsets loses nothing.
+        return False
     if tail.writer is not None and tail.writer == db.writer:
         return True
     return db.get(RESTORED_TAIL) == tail.mark()
@@ -67,8 +79,56 @@ class DiskStates:
         self.rebuilt = 0
         self.deltas_folded = 0
 
+        #: The worker's own databases, being opened while it joins its group (``warm_up``).
+        self.warming: dict[int, Future[DiskPartitionState]] = {}
+
     def path(self, partition: int) -> Path:
         return self.root / f"p{partition:04d}"
+
+    def warm_up(self) -> None:
+        """Open the databases this worker left (``p*`` under its root) in a thread, each with its
+        counters summed, while the worker starts and joins its group.
+
+        A restart on a large store spent as long summing counters as joining (5.6 s at 2 M
+        events, after the join): now the two overlap. A partition the group gives another
+        worker is closed again (:meth:`release_unclaimed`).
+        """
+        for path in sorted(self.root.glob("p[0-9][0-9][0-9][0-9]")):
+            self.warming[int(path.name[1:])] = Future()
+        if self.warming:
+            threading.Thread(target=self._warm, args=(dict(self.warming),), name="lienthong-warm-up",
+                             daemon=True).start()
+
+    def _warm(self, futures: dict[int, Future[DiskPartitionState]]) -> None:
+        for partition, future in sorted(futures.items()):
+            if not future.set_running_or_notify_cancel():
+                continue  # released before its turn
+            try:
+                state = DiskPartitionState(partition, PartitionDB(self.path(partition)), self.cache_entries,
+                                           self.stores)
+                if not state.is_new:
+                    state.sum_counters()
+            except BaseException as exc:  # noqa: BLE001  # handed to whoever waits for it
+                future.set_exception(exc)
+            else:
+                future.set_result(state)
+
+    def release_unclaimed(self, keep: Collection[int]) -> None:
+        """Close the warmed databases of partitions this worker was not given."""
+        for partition in [p for p in self.warming if p not in keep]:
+            future = self.warming.pop(partition)
+            if not future.cancel():
+                future.add_done_callback(_close_warmed)
+
+    async def _warmed(self, partition: int) -> DiskPartitionState | None:
+        future = self.warming.pop(partition, None)
+        if future is None:
+            return None
+        try:
+            return await asyncio.wrap_future(future)
+        except Exception as exc:  # opened again the usual way, which says what is wrong
+            log.warning("warm_up_failed", partition=partition, error=repr(exc))
+            return None
 
     async def open(self, partition: int, committed: Callable[[str], int | None]) -> Opened:
         """The partition's state, trusted as it is on disk or rebuilt from the changelog.
@@ -78,9 +138,10 @@ class DiskStates:
         """
         path = self.path(partition)
         tail = await changelog.tail(self.bootstrap, self.topic, partition)
-        if path.exists():
-            db = PartitionDB(path)
-            state = DiskPartitionState(partition, db, self.cache_entries, self.stores)
+        warmed = await self._warmed(partition)
+        if warmed is not None or path.exists():
+            state = warmed or DiskPartitionState(partition, PartitionDB(path), self.cache_entries, self.stores)
+            db = state.db
             if not state.is_new and trusted(db, tail):
                 self.opened_local += 1
                 return Opened(state, "local store", 0)
