@@ -18,6 +18,7 @@ import shutil
 import signal
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,18 @@ def rss_mib(worker: BenchWorker) -> tuple[float, float]:
     assert worker.process is not None
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{worker.process.pid}/status").read_text().splitlines())
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def rocksdb_mib(worker: BenchWorker) -> dict[str, float]:
+    """RocksDB's memory in the worker by part (``lienthong_state_store_memory_bytes``), MiB."""
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    parts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("lienthong_state_store_memory_bytes{"):
+            labels, value = line.rsplit(" ", 1)
+            parts[labels.split('"')[1]] = float(value) / 2**20
+    return parts
 
 
 def counted(worker: BenchWorker) -> int | None:
@@ -131,7 +144,9 @@ def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str,
                     wait_counted(worker, mark, interval=5.0)
                     now, peak = rss_mib(worker)
                     figures["steps"].append((mark, now, peak))
-                    say(f"{mark:>10,} events counted   RSS {now:7.1f} MiB   peak {peak:7.1f} MiB", flush=True)
+                    rocks = ", ".join(f"{part} {mib:.0f}" for part, mib in rocksdb_mib(worker).items())
+                    say(f"{mark:>10,} events counted   RSS {now:7.1f} MiB   peak {peak:7.1f} MiB"
+                        f"   (RocksDB MiB: {rocks or 'memory state'})", flush=True)
                     if mark == STEP and events > STEP:
                         # the first incarnation read a complete backlog from the start: its own clock's rate
                         first, last, _ = worker.busy_span()

@@ -276,6 +276,8 @@ class Hub:
             # view is live for them even before their next message arrives.
             # (with state on disk, all at once: each is mostly waiting on the broker)
             await asyncio.gather(*(hub.ensure_state(partition) for partition in sorted(hub.assigned_partitions())))
+            if hub.disk is not None:
+                hub.disk.release_unclaimed(hub.assigned_partitions())
             if hub.fault is not None and hub.fault.kind == "recovery_hang":
                 await asyncio.sleep(3600)  # tests: a recovery that never finishes
             hub.health.recovered()

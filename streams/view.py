@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from schemas.vocabulary import WITHDRAWN
+from streams.city_counters import CityCounters
 from streams.clock import local_day
 from streams.flags.records import FLAG_COUNT_PREFIX, FLAGS, Flag, parse_flag_count_metric
 from streams.flags.rollups import (
@@ -37,7 +38,7 @@ from streams.processor import Processor
 from streams.rollup_merge import group_of
 from streams.scorecard import build_scorecard
 from streams.state import Delta, PartitionState, split_counter_key
-from streams.store import DiskMap
+from streams.store import DiskMap, DiskPartitionState
 
 
 def snapshot_of(state: PartitionState, worker: str) -> dict[str, Any]:
@@ -119,13 +120,17 @@ class OwnedCounters:
     """
 
     def __init__(self) -> None:
-        self.total: Counter[str] = Counter()
+        self.total = CityCounters()
 
     def adopted(self, state: PartitionState) -> None:
-        self.total.update(dict(state.counters.items()))
+        if isinstance(state, DiskPartitionState) and state.counter_totals is not None:
+            self.total.add_all(state.counter_totals)
+            state.counter_totals = None  # once: it does not follow the state's changes
+        else:
+            self.total.update(state.counters.items())
 
     def dropped(self, state: PartitionState) -> None:
-        self.total.subtract(dict(state.counters.items()))
+        self.total.subtract(state.counters.items())
 
     def applied(self, partition: int, delta: Delta) -> None:
         self.total.update(delta.inc)
@@ -315,7 +320,7 @@ class CityView:
         self._next_refresh_at = started + REFRESH_COST_FACTOR * cost if cost > REFRESH_FREE_S else 0.0
 
     @property
-    def counters(self) -> Counter[str]:
+    def counters(self) -> Mapping[str, int]:
         """The city's counters: owned partitions live, the others from their latest snapshot."""
         self._refresh()
         if self.owned is None:

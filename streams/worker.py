@@ -135,6 +135,8 @@ def run_worker(settings: Settings, bootstrap: str, worker_name: str | None = Non
     check_secrets(settings)
     check_topics(bootstrap, settings.partitions)
     hub = Hub(settings, bootstrap, worker_name)
+    if hub.disk is not None:
+        hub.disk.warm_up()  # its own databases open while Faust starts and joins the group
     tune_gc()
     tune_malloc()
     from faust.worker import Worker

@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from schemas.topics import EVENT_TOPICS
+from streams import store
 from streams.api.worker_view import WorkerView
 from streams.health import PROBLEMS, Problem
 
@@ -134,6 +135,16 @@ class _StateCollector(Collector):
             "table up (state on disk: nothing on a restart on the worker's own databases).",
             value=merge_store.caught_up if merge_store is not None else 0,
         )
+        if merge_store is not None:  # state on disk
+            rocks = GaugeMetricFamily(
+                "lienthong_state_store_memory_bytes",
+                "Memory RocksDB holds for the worker's state databases, by part (block cache, "
+                "memtables, table readers with their index and filter blocks).",
+                labels=["part"],
+            )
+            for part, n in sorted(store.memory_usage().items()):
+                rocks.add_metric([part], n)
+            yield rocks
         yield from scorecard_families(hub.view.scorecard(list(hub.silence_periods), int(now_ms))[0])
 
         found = {problem.kind for problem in self.metrics.problems}

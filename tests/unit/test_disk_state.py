@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,10 @@ from schemas.codec import EventCodec
 from schemas.topics import IDENTITY
 from streams.flags import default_rules
 from streams.processor import Processor
+from streams.restore import DiskStates
 from streams.state import Delta, PartitionState
 from streams.store import COUNTER_CACHE_FACTOR, DiskPartitionState, PartitionDB
+from streams.view import CityView
 
 CODEC = EventCodec()
 CARDS = 3_000
@@ -153,3 +157,72 @@ def test_a_snapshot_streamed_in_parts_is_the_snapshot_built_whole(tmp_path, monk
         streamed = orjson.loads(joined)
         assert streamed.pop("as_of") >= whole.pop("as_of")
         assert streamed == whole
+
+
+def test_a_database_that_applied_messages_is_not_trusted_over_an_empty_changelog(tmp_path: Path) -> None:
+    """An empty log under a used database is a new log (an embedded broker restarted), never its own."""
+    from streams.changelog import Tail
+    from streams.restore import trusted
+
+    processor = on_disk(tmp_path / "p0")
+    run(processor, messages()[:3])
+    db = processor.states[0].db  # type: ignore[attr-defined]
+    assert not trusted(db, None)
+    assert trusted(db, Tail(db.writer, 3, 2))
+    assert not trusted(db, Tail("another-database", 3, 2))
+
+
+def test_the_rocksdb_memory_of_every_open_database_is_reported(tmp_path: Path) -> None:
+    from streams import store
+
+    processor = on_disk(tmp_path / "p0")
+    run(processor, messages()[:5])
+    db = processor.states[0].db  # type: ignore[attr-defined]
+    own = db.db.property_int_value("rocksdb.cur-size-all-mem-tables")
+    usage = store.memory_usage()
+    assert set(usage) == {"block_cache", "memtables", "table_readers"}
+    assert own > 0 and usage["memtables"] >= own
+    db.close()
+    assert store.memory_usage()["memtables"] == usage["memtables"] - own
+
+
+def _left_databases(root: Path, partitions: tuple[int, ...]) -> DiskStates:
+    """The databases a killed worker left under ``root``, and its successor's DiskStates."""
+    disk = DiskStates(root, "unused:9092", "unused-changelog", cache_entries=50)
+    for partition in partitions:
+        processor = on_disk(disk.path(partition))
+        run(processor, messages()[:4])
+        processor.states[0].db.close()  # type: ignore[attr-defined]
+    return disk
+
+
+def test_a_restarting_worker_opens_its_own_databases_with_their_counters_summed_while_it_joins(
+    tmp_path: Path,
+) -> None:
+    disk = _left_databases(tmp_path, (0, 1))
+    disk.warm_up()
+    warmed = asyncio.run(disk._warmed(0))
+    assert warmed is not None and warmed.counter_totals is not None
+    on_disk_now = {key: n for key, n in warmed.counters.items() if n}
+    assert dict(warmed.counter_totals.items()) == on_disk_now
+
+    view, processor = CityView(), Processor(CODEC, default_rules())
+    view.track(processor)
+    processor.adopt(warmed)  # the view adds the sum, row by row
+    assert dict(view.counters.items()) == on_disk_now and warmed.counter_totals is None
+
+
+def test_a_warmed_database_of_a_partition_given_to_another_worker_is_closed(tmp_path: Path) -> None:
+    disk = _left_databases(tmp_path, (0, 1))
+    disk.warm_up()
+    asyncio.run(disk._warmed(0))
+    disk.release_unclaimed(keep=[0])
+    deadline = time.monotonic() + 10
+    while True:  # closed once its warm-up is done: its lock is free again
+        try:
+            PartitionDB(disk.path(1)).close()
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "partition 1's database stayed open"
+            time.sleep(0.05)
+    assert not disk.warming
