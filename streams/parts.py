@@ -33,8 +33,12 @@ OVERHEAD = 1024
 
 
 def split(value: bytes, limit: int) -> list[bytes]:
-    """``value`` as one record if it fits in ``limit`` bytes, else as marked parts that each fit."""
-    if len(value) + OVERHEAD <= limit:
+    """``value`` as one record if it fits in ``limit`` bytes, else as marked parts that each fit.
+
+    A value that itself begins with the mark is sent as a set of one part, never whole:
+    it would be read as a part.
+    """
+    if len(value) + OVERHEAD <= limit and not is_part(value):
         return [value]
     size = max(1, limit - OVERHEAD)
     chunks = [value[i:i + size] for i in range(0, len(value), size)]
@@ -60,7 +64,7 @@ def split_stream(pieces: Iterable[bytes], limit: int) -> Generator[bytes, None, 
             yield MARK + b"%s|%d|0|" % (set_id, index) + bytes(pending[:size])
             del pending[:size]
             index += 1
-    if index == 0 and len(pending) + OVERHEAD <= limit:
+    if index == 0 and len(pending) + OVERHEAD <= limit and not pending.startswith(MARK):
         yield bytes(pending)
         return
     yield MARK + b"%s|%d|%d|" % (set_id, index, index + 1) + bytes(pending)

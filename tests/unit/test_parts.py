@@ -86,3 +86,10 @@ def test_a_streamed_value_cut_short_by_a_crash_is_replaced_by_the_next_whole_one
         assert assembler.add("p1", record) is None
     got = [assembler.add("p1", record) for record in parts.split_stream(iter([second]), 2048)]
     assert got[-1] == second and got[:-1] == [None] * (len(got) - 1)
+
+
+def test_a_value_that_begins_with_the_part_mark_is_never_sent_whole():
+    value = parts.MARK + b"not a part"
+    for records in (parts.split(value, 4096), list(parts.split_stream(iter([value]), 4096))):
+        assembler = parts.Assembler()
+        assert [whole for r in records if (whole := assembler.add("k", r)) is not None] == [value]
