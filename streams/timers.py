@@ -19,16 +19,59 @@ stops when it is spent and leaves the rest in the ``pending`` store, and the
 processor goes on with them on the partition's following messages
 (``Change.deadlines_left``). Each step is one message's delta, so it is fenced
 and atomic like any other; docs/exactly-once.md §2a.
+
+**Bounded memory with state on disk.** A heap of every pending timer grows with
+the backlog (a ``SYNC_MISSING`` timer per July card: ~600,000 at 1 M soak cards,
+~200 bytes each). When the ``pending`` store reads its keys in order
+(:class:`OrderedKeys`: the disk store; keys are ``<kind>|<deadline, 13 digits>|<subject>``,
+so key order is deadline order), the heap holds only the earliest timers, those
+before its ``horizon`` (at most about ``NEAR_TIMERS``); when they are spent, the
+next ones are read from the store from the horizon on, with the current change's
+own uncommitted ones. Reading from the horizon also skips the deletes of timers
+already due, which RocksDB keeps until a compaction.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from streams.state import Change
 from streams.stores import PENDING, StoreName
+
+#: With an ordered store: timers the heap holds before it hands the later ones back to the store.
+NEAR_TIMERS = 2048
+_NEVER = 1 << 62
+
+
+@runtime_checkable
+class OrderedKeys(Protocol):
+    """A store that lists its keys in key order from a given key (``streams.store.DiskMap``)."""
+
+    def keys_from(self, start: str) -> Iterator[str]: ...
+
+
+class _Queue:
+    """The pending timers of one reaction and partition that are in memory: a heap of
+    ``(deadline, key)`` holding every pending timer whose deadline is before ``horizon``
+    (``None``: every pending timer, the store being a dict in memory anyway)."""
+
+    __slots__ = ("heap", "horizon")
+
+    def __init__(self, heap: list[tuple[int, str]], horizon: int | None) -> None:
+        self.heap = heap
+        self.horizon = horizon
+
+    def push(self, deadline: int, key: str) -> None:
+        if self.horizon is not None and deadline >= self.horizon:
+            return  # in the store (or the change), read back when the heap reaches it
+        heapq.heappush(self.heap, (deadline, key))
+        if self.horizon is not None and len(self.heap) > 2 * NEAR_TIMERS:
+            self.heap.sort()  # a sorted list is a heap
+            cut = self.heap[NEAR_TIMERS][0]
+            self.heap = [entry for entry in self.heap if entry[0] < cut]
+            self.horizon = cut
 
 
 class Timers:
@@ -41,17 +84,44 @@ class Timers:
     def _key(self, deadline: int, subject: str) -> str:
         return f"{self._prefix}{deadline:013d}|{subject}"
 
-    def _heap(self, change: Change) -> list[tuple[int, str]]:
-        heap: list[tuple[int, str]] | None = change.state.indexes.get(self._prefix)
-        if heap is None:
-            heap = []
-            for key, _ in change.items(PENDING):
-                if key.startswith(self._prefix):
-                    deadline = int(key[len(self._prefix) :].split("|", 1)[0])
-                    heap.append((deadline, key))
-            heapq.heapify(heap)
-            change.state.indexes[self._prefix] = heap
-        return heap
+    def _deadline(self, key: str) -> int:
+        return int(key[len(self._prefix) :].split("|", 1)[0])
+
+    def _queue(self, change: Change) -> _Queue:
+        queue: _Queue | None = change.state.indexes.get(self._prefix)
+        if queue is None:
+            if isinstance(change.state.stores.get(PENDING), OrderedKeys):
+                queue = _Queue([], 0)  # filled from the store when first asked
+            else:
+                heap = [(self._deadline(key), key) for key, _ in change.items(PENDING)
+                        if key.startswith(self._prefix)]
+                heapq.heapify(heap)
+                queue = _Queue(heap, None)
+            change.state.indexes[self._prefix] = queue
+        return queue
+
+    def _refill(self, change: Change, queue: _Queue) -> None:
+        """The next timers from the store, from the horizon on: about ``NEAR_TIMERS`` of them
+        (all of the last deadline taken), with the change's uncommitted ones before the new horizon."""
+        assert queue.horizon is not None
+        store: Any = change.state.stores[PENDING]
+        taken: list[tuple[int, str]] = []
+        horizon = _NEVER
+        for key in store.keys_from(self._key(queue.horizon, "")[:-1]):
+            if not key.startswith(self._prefix):
+                break
+            deadline = self._deadline(key)
+            if len(taken) >= NEAR_TIMERS and deadline != taken[-1][0]:
+                horizon = deadline
+                break
+            taken.append((deadline, key))
+        for key, value in (change.put.get(PENDING) or {}).items():
+            if value is not None and key.startswith(self._prefix):
+                deadline = self._deadline(key)
+                if queue.horizon <= deadline < horizon:
+                    taken.append((deadline, key))
+        heapq.heapify(taken)
+        queue.heap, queue.horizon = taken, horizon
 
     def notify_at(self, change: Change, deadline: int, subject: str, watermark: int) -> None:
         """Re-check ``subject`` once the watermark passes ``deadline``.
@@ -65,12 +135,17 @@ class Timers:
         if change.get(PENDING, key) is not None:
             return
         change.set(PENDING, key, 1)
-        heapq.heappush(self._heap(change), (deadline, key))
+        self._queue(change).push(deadline, key)
 
     def due(self, change: Change, watermark: int) -> Iterator[str]:
         """Subjects whose deadline the watermark has passed (``deadline < watermark``); each once."""
-        heap = self._heap(change)
-        while heap and heap[0][0] < watermark:
+        queue = self._queue(change)
+        while True:
+            if not queue.heap and queue.horizon is not None and queue.horizon < min(watermark, _NEVER):
+                self._refill(change, queue)
+            heap = queue.heap
+            if not heap or heap[0][0] >= watermark:
+                return
             if change.deadline_budget <= 0:
                 change.deadlines_left = True  # the following messages go on from here
                 return
