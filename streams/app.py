@@ -60,6 +60,8 @@ ROCKSDB_OPTIONS: dict[str, int] = {
     "block_cache_compressed_size": 8 * 1024 * 1024,
 }
 
+#: Bytes aiokafka fetches ahead per partition (``consumer_max_fetch_size``).
+CONSUMER_FETCH_BYTES = 1024 * 1024
 #: Messages the agent's stream may prefetch (Faust's back pressure).
 STREAM_BUFFER_MESSAGES = 64
 
@@ -159,9 +161,10 @@ class Hub:
             consumer_group_instance_id=f"{s.app_id}.{self.worker_name}" if s.static_membership else None,
             table_standby_replicas=0,
             producer_max_request_size=16 * 1024 * 1024,
-            # records are at most LIENTHONG_MAX_RECORD_BYTES (1 MiB): 4 MiB per partition keeps
-            # what aiokafka prefetches small (16 MiB per partition held 116 MiB, memray)
-            consumer_max_fetch_size=4 * 1024 * 1024,
+            # what aiokafka prefetches, per partition: at 4 MiB its fetched and unpacked records
+            # were 72 MB of a disk worker's 343 MB peak at 1 M cards (memray, issue 12). A record
+            # larger than this (at most LIENTHONG_MAX_RECORD_BYTES) still comes whole.
+            consumer_max_fetch_size=CONSUMER_FETCH_BYTES,
             stream_wait_empty=False,
             # Messages are batches of up to ~500 events (~100 KB): Faust's default
             # prefetch of 4096 messages could hold hundreds of MiB ahead of the agent.
