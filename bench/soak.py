@@ -61,6 +61,12 @@ def rss_mib(worker: BenchWorker) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def restarted_rss(worker: BenchWorker) -> str:
+    """The restarted worker's RSS once counted again (now, and its peak: a restore's own high-water mark)."""
+    now, peak = rss_mib(worker)
+    return f"   RSS {now:.1f} MiB, peak {peak:.1f} MiB"
+
+
 def rocksdb_mib(worker: BenchWorker) -> dict[str, float]:
     """RocksDB's memory in the worker by part (``lienthong_state_store_memory_bytes``), MiB."""
     with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
@@ -155,7 +161,7 @@ def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str,
                         worker, at_kill, seconds = restart(worker, data_dir, broker.bootstrap)
                         figures["restarts"].append((at_kill, "own data dir", seconds))
                         say(f"{'':>10}  SIGKILL at {at_kill:,} + restart on its own data dir: "
-                            f"counted again in {seconds:.1f} s", flush=True)
+                            f"counted again in {seconds:.1f} s{restarted_rss(worker)}", flush=True)
                 wait_counted(worker, events, interval=5.0)
                 if "worker_eps" not in figures:
                     first, last, _ = worker.busy_span()
@@ -163,8 +169,8 @@ def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str,
                 for lose_store, label in ((False, "own data dir"), (True, "fresh data dir")):
                     worker, at_kill, seconds = restart(worker, data_dir, broker.bootstrap, lose_store)
                     figures["restarts"].append((at_kill, label, seconds))
-                    say(f"{'':>10}  SIGKILL at {at_kill:,} + restart on {label}: counted again in {seconds:.1f} s",
-                        flush=True)
+                    say(f"{'':>10}  SIGKILL at {at_kill:,} + restart on {label}: counted again in {seconds:.1f} s"
+                        f"{restarted_rss(worker)}", flush=True)
                 figures["peak_rss_mib"] = max(p for _, _, p in figures["steps"])
             finally:
                 if worker.process is not None and worker.process.poll() is None:
