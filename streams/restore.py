@@ -52,11 +52,12 @@ def _close_warmed(future: Future[DiskPartitionState]) -> None:
 def trusted(db: PartitionDB, tail: changelog.Tail | None) -> bool:
     """Nobody but this database wrote to the partition's changelog since it was last in step with it."""
     if tail is None:
-        # An empty changelog under a database that applied messages: a new log (the embedded
-        # broker restarted, the topic recreated). Never its own database ahead of the log either:
-        # a committed source offset implies its delta was flushed first, so rebuilding (from
-        # nothing) and re-reading from the committed offsets loses nothing.
-        return False
+        # An empty changelog under a database that applied messages: its own, ahead of the log
+        # (killed before its first commit flushed anything: it still keeps every delta it
+        # applied), or another log's (the embedded broker restarted, the topic recreated: it
+        # committed, so forgot deltas). Rebuilding the latter from nothing and re-reading from
+        # the committed offsets loses nothing: a committed offset implies its delta was flushed.
+        return db.keeps_every_delta()
     if tail.writer is not None and tail.writer == db.writer:
         return True
     return db.get(RESTORED_TAIL) == tail.mark()

@@ -162,6 +162,18 @@ class PartitionDB:
         """Drop the kept deltas of ``topic`` below ``offset`` (committed: the changelog has them)."""
         self.db.delete_range(b"k|%s|" % topic.encode(), _kept_key(topic, offset))
 
+    def keeps_every_delta(self) -> bool:
+        """Every delta this database applied is still kept: none was ever committed (and forgotten)."""
+        raw_seq = self.get(_SEQ)
+        applied = int(raw_seq) if raw_seq is not None else 0
+        kept = 0
+        for key in self.db.keys(from_key=b"k|"):
+            assert isinstance(key, bytes)  # raw mode
+            if not key.startswith(b"k|") or kept >= applied:
+                break
+            kept += 1
+        return kept >= applied
+
     def close(self) -> None:
         _Budget.open.discard(self)
         self.db.close()

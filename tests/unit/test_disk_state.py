@@ -159,17 +159,23 @@ def test_a_snapshot_streamed_in_parts_is_the_snapshot_built_whole(tmp_path, monk
         assert streamed == whole
 
 
-def test_a_database_that_applied_messages_is_not_trusted_over_an_empty_changelog(tmp_path: Path) -> None:
-    """An empty log under a used database is a new log (an embedded broker restarted), never its own."""
+def test_over_an_empty_changelog_a_database_is_trusted_only_while_it_keeps_every_delta_it_applied(
+    tmp_path: Path,
+) -> None:
+    """Killed before its first commit: its own, ahead of the log. Once it committed (and forgot
+    deltas), an empty log is another log: an embedded broker restarted, a topic recreated."""
     from streams.changelog import Tail
     from streams.restore import trusted
 
     processor = on_disk(tmp_path / "p0")
     run(processor, messages()[:3])
     db = processor.states[0].db  # type: ignore[attr-defined]
-    assert not trusted(db, None)
+    assert trusted(db, None)
     assert trusted(db, Tail(db.writer, 3, 2))
     assert not trusted(db, Tail("another-database", 3, 2))
+    db.forget_kept_below(IDENTITY, 2)  # offsets 0 and 1 committed: their deltas were flushed
+    assert not trusted(db, None)
+    assert trusted(db, Tail(db.writer, 3, 2))
 
 
 def test_the_rocksdb_memory_of_every_open_database_is_reported(tmp_path: Path) -> None:
