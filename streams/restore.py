@@ -79,7 +79,6 @@ class DiskStates:
         self.opened_local = 0
         self.rebuilt = 0
         self.deltas_folded = 0
-
         #: The worker's own databases, being opened while it joins its group (``warm_up``).
         self.warming: dict[int, Future[DiskPartitionState]] = {}
 
@@ -121,7 +120,8 @@ class DiskStates:
             if not future.cancel():
                 future.add_done_callback(_close_warmed)
 
-    async def _warmed(self, partition: int) -> DiskPartitionState | None:
+    async def claim_warmed(self, partition: int) -> DiskPartitionState | None:
+        """The partition's database as the warm-up opened it (None: not warmed, or the warm-up failed)."""
         future = self.warming.pop(partition, None)
         if future is None:
             return None
@@ -139,7 +139,7 @@ class DiskStates:
         """
         path = self.path(partition)
         tail = await changelog.tail(self.bootstrap, self.topic, partition)
-        warmed = await self._warmed(partition)
+        warmed = await self.claim_warmed(partition)
         if warmed is not None or path.exists():
             state = warmed or DiskPartitionState(partition, PartitionDB(path), self.cache_entries, self.stores)
             db = state.db

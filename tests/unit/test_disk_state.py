@@ -207,7 +207,7 @@ def test_a_restarting_worker_opens_its_own_databases_with_their_counters_summed_
 ) -> None:
     disk = _left_databases(tmp_path, (0, 1))
     disk.warm_up()
-    warmed = asyncio.run(disk._warmed(0))
+    warmed = asyncio.run(disk.claim_warmed(0))
     assert warmed is not None and warmed.counter_totals is not None
     on_disk_now = {key: n for key, n in warmed.counters.items() if n}
     assert dict(warmed.counter_totals.items()) == on_disk_now
@@ -221,7 +221,7 @@ def test_a_restarting_worker_opens_its_own_databases_with_their_counters_summed_
 def test_a_warmed_database_of_a_partition_given_to_another_worker_is_closed(tmp_path: Path) -> None:
     disk = _left_databases(tmp_path, (0, 1))
     disk.warm_up()
-    asyncio.run(disk._warmed(0))
+    asyncio.run(disk.claim_warmed(0))
     disk.release_unclaimed(keep=[0])
     deadline = time.monotonic() + 10
     while True:  # closed once its warm-up is done: its lock is free again
