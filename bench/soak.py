@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench.onboarding import DAY_MS, JULY_MS, id_card, largest_records, use_bench_keys
 from bench.throughput import BACKFILL_LINGER_S, PARTITIONS, BenchWorker, bare_consume
 from connectors.sdk import Publisher
@@ -71,12 +73,9 @@ def rocksdb_mib(worker: BenchWorker) -> dict[str, float]:
     """RocksDB's memory in the worker by part (``lienthong_state_store_memory_bytes``), MiB."""
     with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
         text = response.read().decode()
-    parts: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("lienthong_state_store_memory_bytes{"):
-            labels, value = line.rsplit(" ", 1)
-            parts[labels.split('"')[1]] = float(value) / 2**20
-    return parts
+    return {sample.labels["part"]: sample.value / 2**20
+            for family in text_string_to_metric_families(text) if family.name == "lienthong_state_store_memory_bytes"
+            for sample in family.samples}
 
 
 def counted(worker: BenchWorker) -> int | None:

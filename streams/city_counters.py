@@ -125,15 +125,13 @@ class CityCounters(Mapping[str, int]):
             row = self.rows[row_key] = _Row()
         row.add(day, n)
 
-    def update(self, counts: Mapping[str, int] | Iterable[tuple[str, int]]) -> None:
+    def update(self, counts: Mapping[str, int] | Iterable[tuple[str, int]], sign: int = 1) -> None:
         for key, n in counts.items() if isinstance(counts, Mapping) else counts:
             if n:
-                self.add(key, n)
+                self.add(key, sign * n)
 
     def subtract(self, counts: Mapping[str, int] | Iterable[tuple[str, int]]) -> None:
-        for key, n in counts.items() if isinstance(counts, Mapping) else counts:
-            if n:
-                self.add(key, -n)
+        self.update(counts, -1)
 
     def add_all(self, other: CityCounters, sign: int = 1) -> None:
         """Add (``sign=-1``: take away) every counter of ``other``, a row at a time."""

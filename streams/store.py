@@ -151,6 +151,14 @@ class PartitionDB:
                 return
             yield key, value
 
+    def scan_keys(self, prefix: bytes, start: bytes = b"") -> Iterator[bytes]:
+        """Keys starting with ``prefix``, in key order, from ``prefix + start`` on (values not read)."""
+        for key in self.db.keys(from_key=prefix + start):
+            assert isinstance(key, bytes)  # raw mode
+            if not key.startswith(prefix):
+                return
+            yield key
+
     def write(self, batch: rocksdict.WriteBatch) -> None:
         self.db.write(batch)
 
@@ -166,12 +174,7 @@ class PartitionDB:
         """Every delta this database applied is still kept: none was ever committed (and forgotten)."""
         raw_seq = self.get(_SEQ)
         applied = int(raw_seq) if raw_seq is not None else 0
-        kept = 0
-        for key in self.db.keys(from_key=b"k|"):
-            assert isinstance(key, bytes)  # raw mode
-            if not key.startswith(b"k|") or kept >= applied:
-                break
-            kept += 1
+        kept = sum(1 for _ in islice(self.scan_keys(b"k|"), applied))
         return kept >= applied
 
     def close(self) -> None:
@@ -254,10 +257,7 @@ class DiskMap(MutableMapping[str, Any]):
     def keys_from(self, start: str) -> Iterator[str]:
         """This store's keys from ``start`` on, in key order (``streams.timers.OrderedKeys``)."""
         size = len(self.prefix)
-        for key in self.db.db.keys(from_key=self.prefix + start.encode()):
-            assert isinstance(key, bytes)  # raw mode
-            if not key.startswith(self.prefix):
-                return
+        for key in self.db.scan_keys(self.prefix, start.encode()):
             yield key[size:].decode()
 
     def items(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]  # an iterator, not a view: read from disk
