@@ -91,6 +91,10 @@ class Settings:
     state_store: str = "memory"
     #: Values cached in memory per on-disk store and partition (``state_store=disk``).
     state_cache: int = 500
+    #: State on disk: a partition's state is checkpointed into its changelog once it has
+    #: written this many changelog bytes, and as many as its last checkpoint's size, since
+    #: that one (0: never; docs/exactly-once.md §4b).
+    checkpoint_bytes: int = 16 * 1024 * 1024
     #: Group commit (docs/exactly-once.md §2b): messages the worker takes at most at
     #: once (what is pending when it is free: no wait), and the source bytes one
     #: group's state change may cover (a larger message is a group of its own).
@@ -135,6 +139,7 @@ class Settings:
             dedupe_horizon_days=float(_env("DEDUPE_HORIZON_DAYS", "30")),
             state_store=_env("STATE_STORE", "memory"),
             state_cache=int(_env("STATE_CACHE", "500")),
+            checkpoint_bytes=int(_env("CHECKPOINT_BYTES", str(16 * 1024 * 1024))),
             group_messages=int(_env("GROUP_MESSAGES", "500")),
             group_bytes=int(_env("GROUP_BYTES", str(256 * 1024))),
             static_membership=_flag(_env("STATIC_MEMBERSHIP", "false"), "STATIC_MEMBERSHIP"),

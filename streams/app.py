@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 import weakref
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from schemas.topics import EVENT_TOPICS, ROLLUP_PARTIALS
 from streams import audit, changelog, faults, faust_fixes, intake, parts, rollup_merge
 from streams.api.live import Listeners
 from streams.api.metrics import HubMetrics
+from streams.checkpoint import Checkpoints, Send, is_checkpoint_key
 from streams.exits import EXIT_CRASHED, exit_now
 from streams.flags import default_rules
 from streams.health import Health, Problem, crash_of
@@ -98,7 +99,7 @@ class Hub:
         #: LIENTHONG_DEBUG_CONSUMER: log Faust's consumer state periodically and every message handled
         self.debug = float(os.environ.get("LIENTHONG_DEBUG_CONSUMER") or 0)
         #: Partition states opened since start by source, and deltas folded from the changelog.
-        self.restores: dict[str, int] = {"local store": 0, "changelog": 0, "deltas": 0}
+        self.restores: dict[str, int] = {"local store": 0, "checkpoint": 0, "changelog": 0, "deltas": 0}
         #: LIENTHONG_STATE_STORE=disk: partition state in RocksDB databases of its own,
         #: reopened on restart instead of folding the changelog (docs/exactly-once.md §4).
         self.disk: DiskStates | None = None
@@ -118,6 +119,12 @@ class Hub:
         self.intake = GroupIntake(EVENT_TOPICS, settings.group_messages)
         intake.install(self.app.consumer, self.intake, self.app.flow_control)
         self.output = Output(self.app, self.codec, settings.partitions)
+        #: State on disk: checkpoints of each partition's state into its changelog (streams.checkpoint).
+        self.checkpoints: Checkpoints | None = None
+        if self.disk is not None:
+            self.checkpoints = Checkpoints(self.checkpoint_sender, lambda: self.output.hand_on_changelog(everything=True),
+                                           self.output.flush, settings.checkpoint_bytes, settings.max_record_bytes,
+                                           self.fault)
         self.snapshots = Snapshots(self.output, self.processor.states, self.view, self.worker_name, bootstrap,
                                    settings.partitions, settings.max_record_bytes)
 
@@ -242,6 +249,11 @@ class Hub:
             async def forget_committed() -> None:
                 hub.forget_committed_deltas()
 
+            @app.timer(interval=1.0, name="lienthong.write-checkpoints")
+            async def write_checkpoints() -> None:
+                if hub.checkpoints is not None:
+                    await hub.checkpoints.tick()
+
         @app.timer(interval=1.0, name="lienthong.idle-sources")
         async def watch_idle_sources() -> None:
             await hub.refresh_idle()
@@ -298,6 +310,7 @@ class Hub:
                 for value in parts.assemble(
                     (key, value) for key, value in self.deltas.items()
                     if value is not None and partition_of_delta_key(key) == partition
+                    and not is_checkpoint_key(key)  # a disk worker's (streams.checkpoint): not a delta
                 ).values()
             ]
             state = PartitionState.fold(partition, deltas, self.processor.stores)
@@ -463,7 +476,16 @@ class Hub:
         await self.output.publish_flags(outcome.flag_changes)
         self.notify({"kind": "delta", "partition": partition, "flags": outcome.flag_changes,
                      "accepted": dict(outcome.accepted)})
+        state = self.processor.states.get(partition)
+        if self.checkpoints is not None and isinstance(state, DiskPartitionState):
+            await self.checkpoints.after_group(state)
         return outcome
+
+    def checkpoint_sender(self, partition: int) -> Send:
+        """How a checkpoint's records go onto ``partition`` of the changelog: straight to the client."""
+        async def send(key: str, value: bytes | None, headers: list[tuple[str, bytes]]) -> Awaitable[Any]:
+            return await self.output.produce(self.changelog, orjson.dumps(key), value, headers, partition)
+        return send
 
     async def _replayed(self, message: Message) -> None:
         """A message the fence covers (a replay after a crash): its delta and side effects again.
@@ -508,6 +530,8 @@ class Hub:
             keys = [key] if len(pieces) == 1 else [parts.part_key(key, i) for i in range(len(pieces))]
             for piece_key, piece in zip(keys, pieces, strict=True):
                 self.output.changelog_soon(self.changelog_topic, orjson.dumps(piece_key), piece, partition, headers)
+            if self.checkpoints is not None:
+                self.checkpoints.written(state, keys, len(value))
         else:
             # the table sends its changelog record to the current event's partition:
             # make it (an event of) the group's last message
@@ -611,6 +635,8 @@ class Hub:
                 # the new owner's snapshots replace it; until then the view keeps ours
                 self.view.accept_snapshot(snapshot_of(state, self.worker_name))
             self.processor.drop(partition)
+            if self.checkpoints is not None:
+                self.checkpoints.abandon(partition)  # before its database (and snapshot) is closed
             if isinstance(state, DiskPartitionState):
                 state.db.close()
             self.snapshots.forget(partition)

@@ -9,6 +9,10 @@ that very point does to a real worker on a real broker:
 * ``exit_after_delta@n`` ends the process (``os._exit``) right after the
   message's delta is durable in the changelog and before its alerts and dead
   letters are sent: the window in which side effects used to be lost.
+* ``exit_during_checkpoint@n`` ends the process once the ``n``-th checkpoint part
+  it sent is durable, before the checkpoint's marker (``streams.checkpoint``).
+* ``exit_after_checkpoint@n`` ends it once the ``n``-th checkpoint's marker is
+  durable, before its tombstones are sent.
 * ``stall@n`` blocks the agent on message ``n`` for an hour (a stuck worker).
 * ``recovery_hang@0`` never lets a table recovery finish.
 * ``app_crash@0`` raises in the partitions-assigned handler, which crashes the
@@ -25,7 +29,9 @@ from dataclasses import dataclass
 
 #: Faults armed at the n-th message; ``recovery_hang`` is armed for every recovery.
 PER_MESSAGE = ("agent_error", "exit_after_delta", "stall")
-KINDS = (*PER_MESSAGE, "recovery_hang", "app_crash")
+#: Faults armed at the n-th checkpoint part / checkpoint (streams.checkpoint).
+CHECKPOINT = ("exit_during_checkpoint", "exit_after_checkpoint")
+KINDS = (*PER_MESSAGE, *CHECKPOINT, "recovery_hang", "app_crash")
 
 
 class InjectedFault(RuntimeError):
@@ -47,3 +53,11 @@ def armed(value: str | None = None) -> Fault | None:
     if kind not in KINDS or not at.isdigit():
         raise ValueError(f"LIENTHONG_FAULT: {raw!r} is not <{'|'.join(KINDS)}>@<message number>")
     return Fault(kind, int(at))
+
+
+def exit_now(fault: Fault) -> None:
+    """End the process at once, as a SIGKILL would (what was flushed is all that is left)."""
+    from hubbase.logs import get_logger
+
+    get_logger(__name__).warning("fault_injected", fault=fault.kind, at=fault.at_message)
+    os._exit(1)

@@ -44,7 +44,7 @@ class Output:
         self,
         topic: str,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
     ) -> Awaitable[Any]:

@@ -22,17 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import rocksdict
 
 from hubbase.logs import get_logger
-from streams import changelog, parts
+from streams import changelog, checkpoint, parts
 from streams.state import Delta
-from streams.store import DiskPartitionState, PartitionDB
+from streams.store import RESTORED_TAIL, DiskPartitionState, PartitionDB
 from streams.stores import StoreName
 
 log = get_logger(__name__)
-
-#: Database key: the changelog record a database was last rebuilt up to (``Tail.mark``).
-RESTORED_TAIL = b"m|restored-tail"
 
 
 @dataclass
@@ -79,6 +77,8 @@ class DiskStates:
         self.opened_local = 0
         self.rebuilt = 0
         self.deltas_folded = 0
+        #: Partitions rebuilt from a checkpoint (and the deltas after it).
+        self.from_checkpoint = 0
         #: The worker's own databases, being opened while it joins its group (``warm_up``).
         self.warming: dict[int, Future[DiskPartitionState]] = {}
 
@@ -151,23 +151,52 @@ class DiskStates:
             if not state.is_new:
                 log.info("local_store_not_trusted", partition=partition, tail_writer=tail and tail.writer,
                          writer=db.writer)
-        state = DiskPartitionState(partition, PartitionDB(path), self.cache_entries, self.stores)
-        folded = await self.fold(state, committed)
+        state, source, folded = await self.rebuild(partition, committed)
         if tail is not None:
             state.db.db.put(RESTORED_TAIL, tail.mark())
         self.rebuilt += 1
         self.deltas_folded += folded
-        return Opened(state, "changelog", folded)
+        return Opened(state, source, folded)
 
-    async def fold(self, state: DiskPartitionState, committed: Callable[[str], int | None]) -> int:
-        """Apply every complete delta of the partition's changelog, in log order; returns how many."""
+    async def rebuild(self, partition: int, committed: Callable[[str], int | None]) -> tuple[DiskPartitionState, str, int]:
+        """A fresh database from the newest complete checkpoint and the deltas after it, or from every delta.
+
+        Returns the state, where it came from (``checkpoint`` or ``changelog``) and the deltas applied.
+        """
+        path = self.path(partition)
+        marker = await checkpoint.newest_marker(self.bootstrap, self.topic, partition)
+        if marker is not None:
+            db = PartitionDB(path)
+            complete, keys = await checkpoint.load(self.bootstrap, self.topic, partition, marker, db)
+            if complete:
+                checkpoint.restored(db, marker, [*keys, checkpoint.marker_key(partition, marker.seq)])
+                state = DiskPartitionState(partition, db, self.cache_entries, self.stores)
+                self.from_checkpoint += 1
+                return state, "checkpoint", await self.fold(state, committed, start=marker.first)
+            log.warning("checkpoint_incomplete", partition=partition, seq=marker.seq, parts=marker.parts,
+                        read=len(keys))
+            db.close()
+            PartitionDB.destroy(path)
+        state = DiskPartitionState(partition, PartitionDB(path), self.cache_entries, self.stores)
+        return state, "changelog", await self.fold(state, committed)
+
+    async def fold(self, state: DiskPartitionState, committed: Callable[[str], int | None], start: int = 0) -> int:
+        """Apply every complete delta of the partition's changelog from offset ``start`` on, in log order,
+        that the fence does not cover; returns how many.
+
+        Each record's key is remembered for the next checkpoint's tombstones (``streams.checkpoint``).
+        """
         assembler = parts.Assembler()
         folded = 0
-        async for records in changelog.read(self.bootstrap, self.topic, state.partition):
+        async for records in changelog.read(self.bootstrap, self.topic, state.partition, start=start):
+            written = rocksdict.WriteBatch(raw_mode=True)
             for record in records:
                 if record.value is None or record.key is None:
                     continue
                 key = orjson.loads(record.key)  # JSON strings, as the Faust table wrote them
+                written.put(checkpoint.WRITTEN + key.encode(), b"")
+                if checkpoint.is_checkpoint_key(key):
+                    continue  # an incomplete checkpoint's part (a complete one was loaded before)
                 whole = assembler.add(parts.base_key(key) if parts.is_part(record.value) else key, record.value)
                 if whole is None:
                     continue
@@ -177,7 +206,9 @@ class DiskStates:
                 state.keep_deltas = since is None or delta.offset >= since - 1
                 if state.keep_deltas:
                     delta.encoded = whole
-                state.apply(delta)
-                folded += 1
+                if not state.is_applied(delta.topic, delta.offset):
+                    state.apply(delta)
+                    folded += 1
+            state.db.write(written)
         state.keep_deltas = True
         return folded

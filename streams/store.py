@@ -62,6 +62,8 @@ DEFAULT_CACHE_ENTRIES = 500
 COUNTER_CACHE_FACTOR = 16
 
 _ID = b"m|id"
+#: Database key: the changelog record a database was last rebuilt up to (``streams.restore``).
+RESTORED_TAIL = b"m|restored-tail"
 _SEQ = b"m|seq"
 _MISSING = object()
 #: Cached for a key known to be absent on disk: rules ask far more often whether a flag,
@@ -143,9 +145,9 @@ class PartitionDB:
         value = self.db.get(key)
         return None if value is None else bytes(value)
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Keys and values starting with ``prefix``, in key order."""
-        for key, value in self.db.items(from_key=prefix):
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Keys and values starting with ``prefix``, in key order, from ``prefix + start`` on."""
+        for key, value in self.db.items(from_key=prefix + start):
             assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode
             if not key.startswith(prefix):
                 return

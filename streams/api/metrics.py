@@ -117,16 +117,28 @@ class _StateCollector(Collector):
         )
         restores = GaugeMetricFamily(
             "lienthong_partitions_restored",
-            "Partition states opened since start, by source (local store, or rebuilt from the changelog).",
+            "Partition states opened since start, by source (local store; rebuilt from a checkpoint and the "
+            "deltas after it; or from every delta of the changelog).",
             labels=["source"],
         )
         opened: dict[str, int] = getattr(hub, "restores", {})  # a hub without partition restores: none
         restores.add_metric(["local store"], opened.get("local store", 0))
+        restores.add_metric(["checkpoint"], opened.get("checkpoint", 0))
         restores.add_metric(["changelog"], opened.get("changelog", 0))
         yield restores
         yield GaugeMetricFamily(
             "lienthong_changelog_deltas_folded", "Deltas read back from the changelog since start (restores).",
             value=opened.get("deltas", 0),
+        )
+        checkpoints = getattr(hub, "checkpoints", None)  # state on disk only (streams.checkpoint)
+        yield GaugeMetricFamily(
+            "lienthong_checkpoints_written",
+            "Partition checkpoints written into the changelog since start (marker acknowledged).",
+            value=checkpoints.completed if checkpoints is not None else 0,
+        )
+        yield GaugeMetricFamily(
+            "lienthong_checkpoint_parts_sent", "Checkpoint parts sent since start (state on disk).",
+            value=checkpoints.parts_sent if checkpoints is not None else 0,
         )
         merge_store = getattr(hub, "merge_store", None)  # state on disk only (streams.merge_store)
         yield GaugeMetricFamily(

@@ -163,6 +163,7 @@ def restore_figures(worker: WorkerProcess) -> dict[str, int]:
 
     return {
         "local": value(r'lienthong_partitions_restored\{source="local store"\}'),
+        "checkpoint": value(r'lienthong_partitions_restored\{source="checkpoint"\}'),
         "changelog": value(r'lienthong_partitions_restored\{source="changelog"\}'),
         "deltas": value("lienthong_changelog_deltas_folded"),
     }
@@ -199,7 +200,7 @@ def test_a_restart_on_an_intact_local_store_reads_no_delta_back_and_ends_exact(b
     worker = workers(name="steady", store="rocksdb://", **ON_DISK)  # same name: its own databases
     publish(broker, events[4000:], batch_size=25)
     wait_exact(worker, truth(events))
-    assert restore_figures(worker) == {"local": 8, "changelog": 0, "deltas": 0}
+    assert restore_figures(worker) == {"local": 8, "checkpoint": 0, "changelog": 0, "deltas": 0}
 
 
 def test_a_worker_whose_local_store_is_behind_the_changelog_rebuilds_it_and_ends_exact(broker, workers):
