@@ -19,6 +19,7 @@ import signal
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,16 @@ APP_ID = "soak"
 WORKER = "soak-worker"
 
 
-def cards(first: int, count: int, total: int) -> Iterator[dict[str, Any]]:
-    """ID cards of distinct citizens, spread over a year of event time in order."""
+def cards(first: int, count: int, total: int, citizens: int = 0) -> Iterator[dict[str, Any]]:
+    """ID cards spread over a year of event time in order: of distinct citizens, or (``citizens``)
+    cards issued again and again to that many citizens (every event its own id)."""
     wards = sorted(ward_codes())
     spacing = max(1, (365 * DAY_MS) // max(1, total))
     for n in range(first, first + count):
-        yield id_card(JULY_MS + n * spacing, n, wards[n % len(wards)])
+        citizen = n % citizens if citizens else n
+        card = id_card(JULY_MS + n * spacing, citizen, wards[citizen % len(wards)])
+        card["event_id"] = str(uuid.UUID(int=n + 1))
+        yield card
 
 
 def publish(bootstrap: str, events: Iterator[dict[str, Any]]) -> None:
@@ -76,6 +81,18 @@ def rocksdb_mib(worker: BenchWorker) -> dict[str, float]:
     return {sample.labels["part"]: sample.value / 2**20
             for family in text_string_to_metric_families(text) if family.name == "lienthong_state_store_memory_bytes"
             for sample in family.samples}
+
+
+def restore_sources(worker: BenchWorker) -> str:
+    """How the worker's partitions were opened (``lienthong_partitions_restored``) and the deltas it folded."""
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = {(family.name, sample.labels.get("source", "")): sample.value
+              for family in text_string_to_metric_families(text) for sample in family.samples}
+    sources = ", ".join(f"{int(values[('lienthong_partitions_restored', source)])} from {source}"
+                        for source in ("local store", "checkpoint", "changelog")
+                        if values.get(("lienthong_partitions_restored", source)))
+    return f"   ({sources}; {int(values.get(('lienthong_changelog_deltas_folded', ''), 0)):,} deltas folded)"
 
 
 def counted(worker: BenchWorker) -> int | None:
@@ -129,17 +146,22 @@ def restart(worker: BenchWorker, data_dir: Path, bootstrap: str, lose_store: boo
     return fresh, at_kill, wait_counted(fresh, at_kill)
 
 
-def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str, Any]:
-    """The soak run; prints as it goes and returns the figures."""
-    figures: dict[str, Any] = {"events": events, "steps": [], "restarts": []}
+def main(events: int = 2_000_000, citizens: int = 0, say: Callable[..., None] = print) -> dict[str, Any]:
+    """The soak run; prints as it goes and returns the figures.
+
+    ``citizens``: the cards go to that many citizens again and again (state bounded by
+    them, history growing), where a restore from a checkpoint beats a fold of every delta.
+    """
+    figures: dict[str, Any] = {"events": events, "citizens": citizens, "steps": [], "restarts": []}
     data_dir = Path(tempfile.mkdtemp(prefix="lienthong-soak-"))
     use_bench_keys()
     try:
         with EmbeddedBroker() as broker:
             ensure_topics(broker.bootstrap, PARTITIONS)
-            say(f"publishing {events:,} ID cards of distinct citizens (batches of 500)...", flush=True)
+            whose = f"{citizens:,} citizens again and again" if citizens else "distinct citizens"
+            say(f"publishing {events:,} ID cards of {whose} (batches of 500)...", flush=True)
             started = time.monotonic()
-            publish(broker.bootstrap, cards(0, events, events))
+            publish(broker.bootstrap, cards(0, events, events, citizens))
             say(f"  published in {time.monotonic() - started:.1f} s", flush=True)
             worker = soak_worker(broker.bootstrap, data_dir)
             worker.start()
@@ -160,7 +182,8 @@ def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str,
                         worker, at_kill, seconds = restart(worker, data_dir, broker.bootstrap)
                         figures["restarts"].append((at_kill, "own data dir", seconds))
                         say(f"{'':>10}  SIGKILL at {at_kill:,} + restart on its own data dir: "
-                            f"counted again in {seconds:.1f} s{restarted_rss(worker)}", flush=True)
+                            f"counted again in {seconds:.1f} s{restarted_rss(worker)}{restore_sources(worker)}",
+                            flush=True)
                 wait_counted(worker, events, interval=5.0)
                 if "worker_eps" not in figures:
                     first, last, _ = worker.busy_span()
@@ -169,7 +192,7 @@ def main(events: int = 2_000_000, say: Callable[..., None] = print) -> dict[str,
                     worker, at_kill, seconds = restart(worker, data_dir, broker.bootstrap, lose_store)
                     figures["restarts"].append((at_kill, label, seconds))
                     say(f"{'':>10}  SIGKILL at {at_kill:,} + restart on {label}: counted again in {seconds:.1f} s"
-                        f"{restarted_rss(worker)}", flush=True)
+                        f"{restarted_rss(worker)}{restore_sources(worker)}", flush=True)
                 figures["peak_rss_mib"] = max(p for _, _, p in figures["steps"])
             finally:
                 if worker.process is not None and worker.process.poll() is None:

@@ -324,6 +324,9 @@ def schemas_docs(out: Path) -> None:
                    "--events 2000000) through one worker: RSS at every 250,000 counted, SIGKILL and restart at "
                    "250,000 and at the end (own data dir, then a fresh one) with the time until counted again, "
                    "the largest record per topic, and events/s beside the bare client.")
+@click.option("--citizens", type=int, default=0, metavar="N",
+              help="With --soak: the ID cards go to N citizens again and again (state bounded by N while the "
+                   "history grows: where a restore from a checkpoint beats folding every delta).")
 @click.option("--peer", is_flag=True,
               help="Instead: our worker on single-event and on batched messages beside a Quix Streams app doing "
                    "the same dedupe and per-ward/day counting on single JSON messages, same events, one run; rates "
@@ -335,7 +338,7 @@ def schemas_docs(out: Path) -> None:
 @click.option("--seconds", type=float, default=30.0, show_default=True, help="With --latency: how long.")
 @click.pass_context
 def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_churn: bool, onboarding: int,
-          soak: bool, peer: bool, latency: bool, rate: float, seconds: float) -> None:
+          soak: bool, citizens: int, peer: bool, latency: bool, rate: float, seconds: float) -> None:
     """Throughput benchmark: worker vs bare aiokafka consumer vs importer, on the embedded broker.
 
     Prints, from one run on the same backlog: the import rate, a bare aiokafka
@@ -357,7 +360,7 @@ def bench(ctx: click.Context, events: int, batch_size: int, workers: int, flag_c
     if soak:
         from bench.soak import main as soak_main
 
-        soak_main(events=events)
+        soak_main(events=events, citizens=citizens)
         return
     if onboarding:
         from bench.onboarding import main as onboarding_main
