@@ -21,25 +21,36 @@ import cProfile
 import gc
 import io
 import pstats
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.workload import Message, build_events, encode_messages
 from schemas.codec import EventCodec
 from streams.flags import default_rules
 from streams.processor import Processor, SourceMessage
+from streams.store import DiskPartitionState, PartitionDB
 from streams.worker import tune_gc
 
 NOW_MS = 1_800_000_000_000
 
 
-def run_processor(messages: list[Message], codec: EventCodec | None = None, group: int = 1) -> tuple[float, Processor]:
+def run_processor(messages: list[Message], codec: EventCodec | None = None, group: int = 1,
+                  disk: Path | None = None) -> tuple[float, Processor]:
     """Seconds to process every message on a fresh processor (all rules on).
 
     ``group`` > 1: group commit as the worker does it, up to ``group`` messages of one
     topic-partition per state change (``Processor.process_group``).
+    ``disk``: each partition's state in a fresh RocksDB database under it (``streams.store``).
     """
     processor = Processor(codec or EventCodec(), default_rules())
+    if disk is not None:
+        shutil.rmtree(disk, ignore_errors=True)
+        for partition in sorted({m.partition for m in messages}):
+            processor.adopt(DiskPartitionState(partition, PartitionDB(disk / f"p{partition:04d}"),
+                                               stores=processor.stores))
     offsets: dict[tuple[str, int], int] = {}
     pending: dict[tuple[str, int], list[SourceMessage]] = {}
     gc.collect()
@@ -72,6 +83,12 @@ def run_bare_decode(messages: list[Message], codec: EventCodec | None = None) ->
     return time.perf_counter() - start, n
 
 
+def _close(processor: Processor) -> None:
+    for state in processor.states.values():
+        if isinstance(state, DiskPartitionState):
+            state.db.close()
+
+
 def totals(processor: Processor) -> dict[str, int]:
     out: dict[str, int] = {"events_total": 0, "events_duplicate": 0, "events_dead_lettered": 0}
     for state in processor.states.values():
@@ -94,7 +111,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--profile", action="store_true", help="cProfile one processor pass")
     parser.add_argument("--pyinstrument", action="store_true", help="pyinstrument one processor pass")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--disk", action="store_true",
+                        help="partition state on disk (LIENTHONG_STATE_STORE=disk), in a temporary directory")
     args = parser.parse_args(argv)
+    disk = Path(tempfile.mkdtemp(prefix="lienthong-profile-")) / "state" if args.disk else None
 
     t0 = time.perf_counter()
     events = build_events(args.events, args.seed)
@@ -109,11 +129,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, int] = {}
     for i in range(args.repeat):
         bare_s, decoded = run_bare_decode(messages)
-        proc_s, processor = run_processor(messages, group=args.group)
+        proc_s, processor = run_processor(messages, group=args.group, disk=disk)
         result = totals(processor)
         best_bare, best_proc = min(best_bare, bare_s), min(best_proc, proc_s)
         print(f"  pass {i + 1}: bare decode {decoded / bare_s:>9,.0f} ev/s   processor {n / proc_s:>9,.0f} ev/s"
               f"   ratio {bare_s / proc_s:.3f}")
+        _close(processor)
         del processor
     print(f"best: bare decode {n / best_bare:,.0f} ev/s, processor {n / best_proc:,.0f} ev/s, "
           f"ratio processor/bare {best_bare / best_proc:.3f}")
@@ -122,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        run_processor(messages, group=args.group)
+        run_processor(messages, group=args.group, disk=disk)
         profiler.disable()
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.top)
