@@ -25,7 +25,8 @@ checkpoints it takes time proportional to the state:
   and their set id. Only after the marker is acknowledged are **tombstones**
   sent for what the checkpoint covers (the deltas and the previous checkpoint
   written before the snapshot), so a broker that compacts the changelog keeps
-  it in proportion to the state. A worker killed before the marker leaves an
+  it in proportion to the state (a bounded batch per step, like the parts). A
+  worker killed before the marker leaves an
   incomplete checkpoint that no restore reads, over deltas that are all still
   there.
 * **Restore** (``streams.restore``): read the changelog backwards from its end,
@@ -41,6 +42,7 @@ import os
 import struct
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -65,6 +67,8 @@ _LOCAL = (b"m|id", RESTORED_TAIL, PROGRESS)
 _LOCAL_PREFIXES = (WRITTEN, b"k|")
 #: Room in a part for its key, headers and part header (``streams.parts.OVERHEAD``).
 _OVERHEAD = 1024
+#: Tombstones a checkpoint sends per step (per group of its partition, or per second).
+TOMBSTONES_PER_STEP = 2000
 #: Records a restore reads back from the end first when it looks for the newest marker (doubled each time).
 FIRST_WINDOW = 4096
 
@@ -149,7 +153,11 @@ class _Writing:
     snapshot: PartitionDB | None
     #: The last key sent (the next part starts after it); None: nothing sent yet.
     after: bytes | None = None
-    finished: bool = False
+    #: The marker is acknowledged: the checkpoint counts, its tombstones go out.
+    marked: bool = False
+    #: The last changelog key tombstoned (the next batch starts after it), and how many so far.
+    tombstoned: bytes = b""
+    tombstones: int = 0
     acks: list[Awaitable[Any]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     size: int = 0
@@ -251,32 +259,38 @@ class Checkpoints:
         return pairs
 
     async def step(self, writing: _Writing) -> None:
+        """The checkpoint's next bounded piece of work: a part; the marker; or a batch of tombstones."""
         async with writing.lock:
-            partition = writing.state.partition
-            if self.writing.get(partition) is not writing or writing.finished:
+            if self.writing.get(writing.state.partition) is not writing:
+                return  # abandoned (revoked) or done
+            if writing.marked:
+                await self._tombstones(writing)
                 return
             pairs = self._next_pairs(writing)
-            if not pairs:
-                writing.finished = True
-                await self._finish(writing)
-                return
-            writing.after = pairs[-1][0]
-            key = part_key(partition, writing.seq, len(writing.keys))
-            value = encode_part(writing.set_id, len(writing.keys), encode_pairs(pairs))
-            writing.acks.append(await self.to_changelog(partition)(key, value, self._headers(writing)))
-            writing.keys.append(key)
-            writing.size += len(value)
-            self.parts_sent += 1
-            if self.fault is not None and self.fault.kind == "exit_during_checkpoint" \
-                    and self.parts_sent == self.fault.at_message:
-                await asyncio.gather(*writing.acks)
-                faults.exit_now(self.fault)
+            if pairs:
+                await self._part(writing, pairs)
+            else:
+                await self._mark(writing)
 
     def _headers(self, writing: _Writing) -> list[tuple[str, bytes]]:
         return changelog.headers_of(writing.state.db.writer, writing.state.seq)
 
-    async def _finish(self, writing: _Writing) -> None:
-        """Every part acknowledged: the marker, then tombstones for what the checkpoint covers."""
+    async def _part(self, writing: _Writing, pairs: list[tuple[bytes, bytes]]) -> None:
+        partition = writing.state.partition
+        writing.after = pairs[-1][0]
+        key = part_key(partition, writing.seq, len(writing.keys))
+        value = encode_part(writing.set_id, len(writing.keys), encode_pairs(pairs))
+        writing.acks.append(await self.to_changelog(partition)(key, value, self._headers(writing)))
+        writing.keys.append(key)
+        writing.size += len(value)
+        self.parts_sent += 1
+        if self.fault is not None and self.fault.kind == "exit_during_checkpoint" \
+                and self.parts_sent == self.fault.at_message:
+            await asyncio.gather(*writing.acks)
+            faults.exit_now(self.fault)
+
+    async def _mark(self, writing: _Writing) -> None:
+        """Every part acknowledged and the producer flushed: the marker, which makes the checkpoint count."""
         partition, state = writing.state.partition, writing.state
         acks = await asyncio.gather(*writing.acks) if writing.acks else []
         await self.flush()  # the side effects of the messages covered too
@@ -291,27 +305,43 @@ class Checkpoints:
             faults.exit_now(self.fault)
         if self.writing.get(partition) is not writing:
             return
-        assert writing.snapshot is not None
-        covered = list(writing.snapshot.scan_keys(WRITTEN))
-        send = self.to_changelog(partition)
-        for written in covered:
-            await send(written[len(WRITTEN):].decode(), None, self._headers(writing))
-        if self.writing.get(partition) is not writing:
-            return  # revoked meanwhile: its database is closed
+        writing.marked = True
+        self.completed += 1
         batch = rocksdict.WriteBatch(raw_mode=True)
-        for written in covered:
-            batch.delete(written)
         for key in (*writing.keys, done_key):  # tombstoned by the next checkpoint
             batch.put(WRITTEN + key.encode(), b"")
         progress = self._progress(state)
         progress.last = writing.size
         batch.put(PROGRESS, orjson.dumps({"since": progress.since, "last": progress.last}))
         state.db.write(batch)
+        log.info("checkpoint_written", partition=partition, seq=writing.seq, parts=len(writing.keys),
+                 bytes=writing.size)
+
+    async def _tombstones(self, writing: _Writing) -> None:
+        """Up to :data:`TOMBSTONES_PER_STEP` tombstones for records written before the checkpoint's copy
+        (listed in it as ``t|<key>``); the last step ends the checkpoint."""
+        assert writing.snapshot is not None
+        partition = writing.state.partition
+        covered = list(islice(writing.snapshot.scan_keys(WRITTEN, writing.tombstoned), TOMBSTONES_PER_STEP + 1))
+        if covered and covered[0] == WRITTEN + writing.tombstoned:
+            covered = covered[1:]  # sent by the step before
+        covered = covered[:TOMBSTONES_PER_STEP]
+        send = self.to_changelog(partition)
+        for written in covered:
+            await send(written[len(WRITTEN):].decode(), None, self._headers(writing))
+        if self.writing.get(partition) is not writing:
+            return  # revoked meanwhile: its database is closed
+        if covered:
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for written in covered:
+                batch.delete(written)
+            writing.state.db.write(batch)
+            writing.tombstoned = covered[-1][len(WRITTEN):]
+            writing.tombstones += len(covered)
+            return
         del self.writing[partition]
         _drop(writing)
-        self.completed += 1
-        log.info("checkpoint_written", partition=partition, seq=writing.seq, parts=len(writing.keys),
-                 bytes=writing.size, tombstones=len(covered))
+        log.info("checkpoint_tombstones_sent", partition=partition, seq=writing.seq, tombstones=writing.tombstones)
 
 
 def copy_of(db: PartitionDB) -> PartitionDB:

@@ -203,3 +203,24 @@ def test_a_processor_goes_on_exactly_from_a_loaded_checkpoint(tmp_path):
     run(processor, batches[20:])
     assert everything(again.state(0)) == everything(processor.state(0))
     assert IDENTITY in again.state(0).applied
+
+
+def test_tombstones_go_out_a_bounded_batch_per_step(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "TOMBSTONES_PER_STEP", 3)
+    processor = on_disk(tmp_path / "live")
+    state: Any = processor.state(0)
+    run(processor, messages()[:5])
+    log = Log()
+    checkpoints = writer(log, record_bytes=1024 * 1024)
+    written = [f"0000|identity|{n:012d}" for n in range(10)]
+    checkpoints.written(state, written, 10)
+    asyncio.run(checkpoints.after_group(state))  # its one part
+    asyncio.run(checkpoints.tick())  # its marker
+    assert checkpoints.completed == 1 and not any(value is None for _, value in log.records)
+    batches = []
+    while checkpoints.writing:
+        before = len(log.records)
+        asyncio.run(checkpoints.tick())
+        batches.append(len(log.records) - before)
+    assert batches == [3, 3, 3, 1, 0]
+    assert [key for key, value in log.records if value is None] == written
