@@ -92,7 +92,11 @@ def restore_sources(worker: BenchWorker) -> str:
     sources = ", ".join(f"{int(values[('lienthong_partitions_restored', source)])} from {source}"
                         for source in ("local store", "checkpoint", "changelog")
                         if values.get(("lienthong_partitions_restored", source)))
-    return f"   ({sources}; {int(values.get(('lienthong_changelog_deltas_folded', ''), 0)):,} deltas folded)"
+    steps = ", ".join(f"{sample.labels['step']} {sample.value:.1f} s"
+                      for family in text_string_to_metric_families(text) if family.name == "lienthong_restore_seconds"
+                      for sample in family.samples if sample.value)
+    folded = int(values.get(("lienthong_changelog_deltas_folded", ""), 0))
+    return f"   ({sources}; {folded:,} deltas folded{'; ' + steps if steps else ''})"
 
 
 def counted(worker: BenchWorker) -> int | None:
@@ -165,6 +169,7 @@ def main(events: int = 2_000_000, citizens: int = 0, say: Callable[..., None] = 
             say(f"  published in {time.monotonic() - started:.1f} s", flush=True)
             worker = soak_worker(broker.bootstrap, data_dir)
             worker.start()
+            counting = time.monotonic()
             try:
                 for mark in range(STEP, events + STEP, STEP):
                     mark = min(mark, events)
@@ -173,7 +178,8 @@ def main(events: int = 2_000_000, citizens: int = 0, say: Callable[..., None] = 
                     figures["steps"].append((mark, now, peak))
                     rocks = ", ".join(f"{part} {mib:.0f}" for part, mib in rocksdb_mib(worker).items())
                     say(f"{mark:>10,} events counted   RSS {now:7.1f} MiB   peak {peak:7.1f} MiB"
-                        f"   (RocksDB MiB: {rocks or 'memory state'})", flush=True)
+                        f"   (RocksDB MiB: {rocks or 'memory state'})   at {time.monotonic() - counting:6.0f} s",
+                        flush=True)
                     if mark == STEP and events > STEP:
                         # the first incarnation read a complete backlog from the start: its own clock's rate
                         first, last, _ = worker.busy_span()

@@ -69,8 +69,9 @@ _LOCAL_PREFIXES = (WRITTEN, b"k|")
 _OVERHEAD = 1024
 #: Tombstones a checkpoint sends per step (per group of its partition, or per second).
 TOMBSTONES_PER_STEP = 2000
-#: Records a restore reads back from the end first when it looks for the newest marker (doubled each time).
-FIRST_WINDOW = 4096
+#: Records a restore reads back from the end first when it looks for the newest marker (doubled each
+#: time). Small: a record may be a 1 MiB part or delta, and 4,096 of them were gigabytes read for nothing.
+FIRST_WINDOW = 16
 
 #: ``send(key, value, headers)``: the record onto the partition's changelog (``None``: a tombstone);
 #: awaited until the client queued it, it returns the broker's acknowledgement to await.

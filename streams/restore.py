@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -79,6 +80,8 @@ class DiskStates:
         self.deltas_folded = 0
         #: Partitions rebuilt from a checkpoint (and the deltas after it).
         self.from_checkpoint = 0
+        #: Seconds spent rebuilding since start, by step (``lienthong_restore_seconds``).
+        self.seconds: dict[str, float] = {"find checkpoint": 0.0, "load checkpoint": 0.0, "fold deltas": 0.0}
         #: The worker's own databases, being opened while it joins its group (``warm_up``).
         self.warming: dict[int, Future[DiskPartitionState]] = {}
 
@@ -164,10 +167,14 @@ class DiskStates:
         Returns the state, where it came from (``checkpoint`` or ``changelog``) and the deltas applied.
         """
         path = self.path(partition)
+        started = time.monotonic()
         marker = await checkpoint.newest_marker(self.bootstrap, self.topic, partition)
+        self.seconds["find checkpoint"] += time.monotonic() - started
         if marker is not None:
             db = PartitionDB(path)
+            started = time.monotonic()
             complete, keys = await checkpoint.load(self.bootstrap, self.topic, partition, marker, db)
+            self.seconds["load checkpoint"] += time.monotonic() - started
             if complete:
                 checkpoint.restored(db, marker, [*keys, checkpoint.marker_key(partition, marker.seq)])
                 state = DiskPartitionState(partition, db, self.cache_entries, self.stores)
@@ -186,7 +193,14 @@ class DiskStates:
 
         Each record's key is remembered for the next checkpoint's tombstones (``streams.checkpoint``).
         """
-        assembler = parts.Assembler()
+        started = time.monotonic()
+        try:
+            return await self._fold(state, committed, start, parts.Assembler())
+        finally:
+            self.seconds["fold deltas"] += time.monotonic() - started
+
+    async def _fold(self, state: DiskPartitionState, committed: Callable[[str], int | None], start: int,
+                    assembler: parts.Assembler) -> int:
         folded = 0
         async for records in changelog.read(self.bootstrap, self.topic, state.partition, start=start):
             written = rocksdict.WriteBatch(raw_mode=True)

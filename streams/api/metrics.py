@@ -130,6 +130,16 @@ class _StateCollector(Collector):
             "lienthong_changelog_deltas_folded", "Deltas read back from the changelog since start (restores).",
             value=opened.get("deltas", 0),
         )
+        disk = getattr(hub, "disk", None)  # state on disk only (streams.restore)
+        restore_seconds = GaugeMetricFamily(
+            "lienthong_restore_seconds",
+            "Seconds spent rebuilding partition databases since start, by step (state on disk): finding the "
+            "newest checkpoint, loading it, folding the deltas after it (or every delta).",
+            labels=["step"],
+        )
+        for step, seconds in (disk.seconds.items() if disk is not None else ()):
+            restore_seconds.add_metric([step], seconds)
+        yield restore_seconds
         checkpoints = getattr(hub, "checkpoints", None)  # state on disk only (streams.checkpoint)
         yield GaugeMetricFamily(
             "lienthong_checkpoints_written",
