@@ -526,7 +526,8 @@ class Hub:
         self.output.changelog_queued += len(value)
         state = self.processor.states.get(partition)
         if self.disk is not None and isinstance(state, DiskPartitionState):
-            headers = changelog.headers_of(state.db.writer, state.seq)
+            marker = self.checkpoints.marker_of(state) if self.checkpoints is not None else None
+            headers = changelog.headers_of(state.db.writer, state.seq, marker)
             keys = [key] if len(pieces) == 1 else [parts.part_key(key, i) for i in range(len(pieces))]
             for piece_key, piece in zip(keys, pieces, strict=True):
                 self.output.changelog_soon(self.changelog_topic, orjson.dumps(piece_key), piece, partition, headers)

@@ -32,6 +32,8 @@ from hubbase.kafka_security import side_reader
 
 WRITER_HEADER = "lienthong.writer"
 SEQ_HEADER = "lienthong.seq"
+#: The offset of the partition's newest complete checkpoint marker when the record was written.
+CHECKPOINT_HEADER = "lienthong.checkpoint"
 
 #: Fetch limits of a changelog read (a part is at most ``LIENTHONG_MAX_RECORD_BYTES``).
 FETCH_BYTES = 16 * 1024 * 1024
@@ -52,20 +54,27 @@ class Tail:
     writer: str | None
     seq: int | None
     offset: int
+    #: The newest checkpoint marker's offset the writer knew (None: none, or an older writer).
+    checkpoint: int | None = None
 
     def mark(self) -> bytes:
         return f"{self.writer}|{self.seq}|{self.offset}".encode()
 
 
-def headers_of(writer: str, seq: int) -> list[tuple[str, bytes]]:
-    return [(WRITER_HEADER, writer.encode()), (SEQ_HEADER, str(seq).encode())]
+def headers_of(writer: str, seq: int, checkpoint: int | None = None) -> list[tuple[str, bytes]]:
+    headers = [(WRITER_HEADER, writer.encode()), (SEQ_HEADER, str(seq).encode())]
+    if checkpoint is not None:
+        headers.append((CHECKPOINT_HEADER, str(checkpoint).encode()))
+    return headers
 
 
 def tail_of(record: ConsumerRecord) -> Tail:  # type: ignore[type-arg]
     headers = dict(record.headers or ())
     writer = headers.get(WRITER_HEADER)
     seq = headers.get(SEQ_HEADER)
-    return Tail(writer.decode() if writer else None, int(seq) if seq else None, record.offset)
+    marker = headers.get(CHECKPOINT_HEADER)
+    return Tail(writer.decode() if writer else None, int(seq) if seq else None, record.offset,
+                int(marker) if marker else None)
 
 
 async def _consumer(bootstrap: str) -> AIOKafkaConsumer:

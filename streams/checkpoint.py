@@ -29,8 +29,9 @@ checkpoints it takes time proportional to the state:
   worker killed before the marker leaves an
   incomplete checkpoint that no restore reads, over deltas that are all still
   there.
-* **Restore** (``streams.restore``): read the changelog backwards from its end,
-  a window at a time, to the newest marker; load its parts (all of them, or the
+* **Restore** (``streams.restore``): every changelog record carries the offset
+  of its partition's newest marker (header ``lienthong.checkpoint``), so the last
+  record names it; load its parts (all of them, or the
   restore falls back to folding every delta); then fold the deltas from the
   first part's offset on, the fence skipping those the checkpoint covers.
 """
@@ -69,9 +70,6 @@ _LOCAL_PREFIXES = (WRITTEN, b"k|")
 _OVERHEAD = 1024
 #: Tombstones a checkpoint sends per step (per group of its partition, or per second).
 TOMBSTONES_PER_STEP = 2000
-#: Records a restore reads back from the end first when it looks for the newest marker (doubled each
-#: time). Small: a record may be a 1 MiB part or delta, and 4,096 of them were gigabytes read for nothing.
-FIRST_WINDOW = 16
 
 #: ``send(key, value, headers)``: the record onto the partition's changelog (``None``: a tombstone);
 #: awaited until the client queued it, it returns the broker's acknowledgement to await.
@@ -167,8 +165,22 @@ class _Writing:
 
 @dataclass
 class Progress:
+    """A partition's checkpoint bookkeeping, kept in its database (``m|checkpoint``)."""
+
+    #: Changelog bytes written since the last checkpoint started, and that checkpoint's size.
     since: int = 0
     last: int = 0
+    #: The changelog offset of the newest complete checkpoint's marker (None: none known).
+    marker: int | None = None
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"since": self.since, "last": self.last, "marker": self.marker})
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> Progress:
+        fields = orjson.loads(raw) if raw else {}
+        marker = fields.get("marker")
+        return cls(int(fields.get("since", 0)), int(fields.get("last", 0)), None if marker is None else int(marker))
 
 
 class Checkpoints:
@@ -197,11 +209,13 @@ class Checkpoints:
     def _progress(self, state: DiskPartitionState) -> Progress:
         progress = self.progress.get(state.partition)
         if progress is None:
-            raw = state.db.get(PROGRESS)
-            fields = orjson.loads(raw) if raw else {}
-            progress = self.progress[state.partition] = Progress(int(fields.get("since", 0)),
-                                                                 int(fields.get("last", 0)))
+            progress = self.progress[state.partition] = Progress.decode(state.db.get(PROGRESS))
         return progress
+
+    def marker_of(self, state: DiskPartitionState) -> int | None:
+        """The offset of the partition's newest complete checkpoint marker, which every changelog record
+        it writes carries (``lienthong.checkpoint``): a restore finds it from the last record alone."""
+        return self._progress(state).marker
 
     def written(self, state: DiskPartitionState, keys: list[str], size: int) -> None:
         """Changelog records just sent for ``state``'s partition: remembered for the next checkpoint's tombstones."""
@@ -210,7 +224,7 @@ class Checkpoints:
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key in keys:
             batch.put(WRITTEN + key.encode(), b"")
-        batch.put(PROGRESS, orjson.dumps({"since": progress.since, "last": progress.last}))
+        batch.put(PROGRESS, progress.encode())
         state.db.write(batch)
 
     def due(self, state: DiskPartitionState) -> bool:
@@ -274,7 +288,7 @@ class Checkpoints:
                 await self._mark(writing)
 
     def _headers(self, writing: _Writing) -> list[tuple[str, bytes]]:
-        return changelog.headers_of(writing.state.db.writer, writing.state.seq)
+        return changelog.headers_of(writing.state.db.writer, writing.state.seq, self.marker_of(writing.state))
 
     async def _part(self, writing: _Writing, pairs: list[tuple[bytes, bytes]]) -> None:
         partition = writing.state.partition
@@ -300,7 +314,7 @@ class Checkpoints:
         first = acks[0].offset if acks else -1
         marker = Marker(writing.seq, first, len(writing.keys), writing.set_id, writing.size)
         done_key = marker_key(partition, writing.seq)
-        await (await self.to_changelog(partition)(done_key, marker.encode(), self._headers(writing)))
+        done = await (await self.to_changelog(partition)(done_key, marker.encode(), self._headers(writing)))
         if self.fault is not None and self.fault.kind == "exit_after_checkpoint" \
                 and self.completed + 1 == self.fault.at_message:
             faults.exit_now(self.fault)
@@ -313,7 +327,8 @@ class Checkpoints:
             batch.put(WRITTEN + key.encode(), b"")
         progress = self._progress(state)
         progress.last = writing.size
-        batch.put(PROGRESS, orjson.dumps({"since": progress.since, "last": progress.last}))
+        progress.marker = done.offset
+        batch.put(PROGRESS, progress.encode())
         state.db.write(batch)
         log.info("checkpoint_written", partition=partition, seq=writing.seq, parts=len(writing.keys),
                  bytes=writing.size)
@@ -367,28 +382,20 @@ def restored(db: PartitionDB, marker: Marker, keys: list[str]) -> None:
     batch = rocksdict.WriteBatch(raw_mode=True)
     for key in keys:
         batch.put(WRITTEN + key.encode(), b"")
-    batch.put(PROGRESS, orjson.dumps({"since": 0, "last": marker.size}))
+    batch.put(PROGRESS, Progress(0, marker.size, marker.offset).encode())
     db.write(batch)
 
 
-async def newest_marker(bootstrap: str, topic: str, partition: int) -> Marker | None:
-    """The newest checkpoint marker of a changelog partition, read backwards from its end a window at a time."""
-    end = await changelog.end_offset(bootstrap, topic, partition)
-    window = FIRST_WINDOW
-    start, stop = max(0, end - window), None
-    while True:
-        newest: Marker | None = None
-        async for records in changelog.read(bootstrap, topic, partition, start=start, stop=stop):
-            for record in records:
-                if record.value is None or record.key is None:
-                    continue
-                key = orjson.loads(record.key)
-                if isinstance(key, str) and is_checkpoint_key(key) and key.endswith("|done"):
-                    newest = Marker.decode(record.value, record.offset)
-        if newest is not None or start == 0:
-            return newest
-        window *= 2
-        start, stop = max(0, start - window), start
+async def marker_at(bootstrap: str, topic: str, partition: int, offset: int) -> Marker | None:
+    """The checkpoint marker at ``offset`` of a changelog partition (None: that record is not one)."""
+    async for records in changelog.read(bootstrap, topic, partition, start=offset, stop=offset + 1):
+        for record in records:
+            if record.value is None or record.key is None:
+                continue
+            key = orjson.loads(record.key)
+            if isinstance(key, str) and is_checkpoint_key(key) and key.endswith("|done"):
+                return Marker.decode(record.value, record.offset)
+    return None
 
 
 async def load(bootstrap: str, topic: str, partition: int, marker: Marker, db: PartitionDB) -> tuple[bool, list[str]]:

@@ -154,21 +154,29 @@ class DiskStates:
             if not state.is_new:
                 log.info("local_store_not_trusted", partition=partition, tail_writer=tail and tail.writer,
                          writer=db.writer)
-        state, source, folded = await self.rebuild(partition, committed)
+        state, source, folded = await self.rebuild(partition, committed, tail)
         if tail is not None:
             state.db.db.put(RESTORED_TAIL, tail.mark())
         self.rebuilt += 1
         self.deltas_folded += folded
         return Opened(state, source, folded)
 
-    async def rebuild(self, partition: int, committed: Callable[[str], int | None]) -> tuple[DiskPartitionState, str, int]:
-        """A fresh database from the newest complete checkpoint and the deltas after it, or from every delta.
+    async def rebuild(self, partition: int, committed: Callable[[str], int | None],
+                      tail: changelog.Tail | None = None) -> tuple[DiskPartitionState, str, int]:
+        """A fresh database from the newest complete checkpoint (its marker named by the last record,
+        ``tail``) and the deltas after it, or from every delta.
 
         Returns the state, where it came from (``checkpoint`` or ``changelog``) and the deltas applied.
         """
         path = self.path(partition)
         started = time.monotonic()
-        marker = await checkpoint.newest_marker(self.bootstrap, self.topic, partition)
+        marker = None
+        if tail is not None:
+            # the last record names the newest marker, unless it is that marker (or the first one)
+            for offset in dict.fromkeys(o for o in (tail.checkpoint, tail.offset) if o is not None):
+                marker = await checkpoint.marker_at(self.bootstrap, self.topic, partition, offset)
+                if marker is not None:
+                    break
         self.seconds["find checkpoint"] += time.monotonic() - started
         if marker is not None:
             db = PartitionDB(path)
