@@ -576,8 +576,7 @@ class Hub:
             await asyncio.sleep(3600)  # an agent stuck on one message
             return
         await self.output.flush()  # the delta is in the changelog now
-        log.warning("fault_injected", fault=self.fault.kind, message=self.fault.at_message)
-        os._exit(1)
+        faults.exit_now(self.fault)
 
     async def serve_http(self) -> None:
         """Serve the HTTP API from the start, so /healthz can tell a recovery that never ends.

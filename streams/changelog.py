@@ -117,17 +117,6 @@ async def read(bootstrap: str, topic: str, partition: int, tail_only: bool = Fal
         await consumer.stop()
 
 
-async def end_offset(bootstrap: str, topic: str, partition: int) -> int:
-    """The end offset the broker reports (Tansu's may be a few records short: read on to an empty fetch)."""
-    consumer = await _consumer(bootstrap)
-    try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        return int((await consumer.end_offsets([tp]))[tp])
-    finally:
-        await consumer.stop()
-
-
 async def tail(bootstrap: str, topic: str, partition: int) -> Tail | None:
     """The last record of a changelog partition (``None``: the partition is empty)."""
     last = None

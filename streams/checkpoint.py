@@ -50,7 +50,7 @@ import orjson
 import rocksdict
 
 from hubbase.logs import get_logger
-from streams import changelog, faults
+from streams import changelog, faults, parts
 from streams.store import RESTORED_TAIL, DiskPartitionState, PartitionDB
 
 log = get_logger(__name__)
@@ -66,8 +66,6 @@ WRITTEN = b"t|"
 #: marker is sent, so a restore from it has nothing of theirs to send again.
 _LOCAL = (b"m|id", RESTORED_TAIL, PROGRESS)
 _LOCAL_PREFIXES = (WRITTEN, b"k|")
-#: Room in a part for its key, headers and part header (``streams.parts.OVERHEAD``).
-_OVERHEAD = 1024
 #: Tombstones a checkpoint sends per step (per group of its partition, or per second).
 TOMBSTONES_PER_STEP = 2000
 
@@ -198,7 +196,7 @@ class Checkpoints:
         self.flush = flush
         #: ``LIENTHONG_CHECKPOINT_BYTES`` (0: no checkpoints).
         self.threshold = threshold
-        self.part_bytes = max(4096, record_bytes - _OVERHEAD)
+        self.part_bytes = max(4096, record_bytes - parts.OVERHEAD)
         self.fault = fault if fault is not None and fault.kind in faults.CHECKPOINT else None
         self.writing: dict[int, _Writing] = {}
         self.progress: dict[int, Progress] = {}

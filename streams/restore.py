@@ -78,8 +78,6 @@ class DiskStates:
         self.opened_local = 0
         self.rebuilt = 0
         self.deltas_folded = 0
-        #: Partitions rebuilt from a checkpoint (and the deltas after it).
-        self.from_checkpoint = 0
         #: Seconds spent rebuilding since start, by step (``lienthong_restore_seconds``).
         self.seconds: dict[str, float] = {"find checkpoint": 0.0, "load checkpoint": 0.0, "fold deltas": 0.0}
         #: The worker's own databases, being opened while it joins its group (``warm_up``).
@@ -186,7 +184,6 @@ class DiskStates:
             if complete:
                 checkpoint.restored(db, marker, [*keys, checkpoint.marker_key(partition, marker.seq)])
                 state = DiskPartitionState(partition, db, self.cache_entries, self.stores)
-                self.from_checkpoint += 1
                 return state, "checkpoint", await self.fold(state, committed, start=marker.first)
             log.warning("checkpoint_incomplete", partition=partition, seq=marker.seq, parts=marker.parts,
                         read=len(keys))
@@ -203,12 +200,12 @@ class DiskStates:
         """
         started = time.monotonic()
         try:
-            return await self._fold(state, committed, start, parts.Assembler())
+            return await self._fold(state, committed, start)
         finally:
             self.seconds["fold deltas"] += time.monotonic() - started
 
-    async def _fold(self, state: DiskPartitionState, committed: Callable[[str], int | None], start: int,
-                    assembler: parts.Assembler) -> int:
+    async def _fold(self, state: DiskPartitionState, committed: Callable[[str], int | None], start: int) -> int:
+        assembler = parts.Assembler()
         folded = 0
         async for records in changelog.read(self.bootstrap, self.topic, state.partition, start=start):
             written = rocksdict.WriteBatch(raw_mode=True)
