@@ -74,10 +74,6 @@ class DiskStates:
         self.bootstrap = bootstrap
         self.topic = topic
         self.cache_entries = cache_entries
-        #: Partitions opened from the local store / rebuilt from the changelog, and deltas folded (metrics, tests).
-        self.opened_local = 0
-        self.rebuilt = 0
-        self.deltas_folded = 0
         #: Seconds spent rebuilding since start, by step (``lienthong_restore_seconds``).
         self.seconds: dict[str, float] = {"find checkpoint": 0.0, "load checkpoint": 0.0, "fold deltas": 0.0}
         #: The worker's own databases, being opened while it joins its group (``warm_up``).
@@ -145,7 +141,6 @@ class DiskStates:
             state = warmed or DiskPartitionState(partition, PartitionDB(path), self.cache_entries, self.stores)
             db = state.db
             if not state.is_new and trusted(db, tail):
-                self.opened_local += 1
                 return Opened(state, "local store", 0)
             db.close()
             PartitionDB.destroy(path)
@@ -155,8 +150,6 @@ class DiskStates:
         state, source, folded = await self.rebuild(partition, committed, tail)
         if tail is not None:
             state.db.db.put(RESTORED_TAIL, tail.mark())
-        self.rebuilt += 1
-        self.deltas_folded += folded
         return Opened(state, source, folded)
 
     async def rebuild(self, partition: int, committed: Callable[[str], int | None],
