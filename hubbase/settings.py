@@ -56,7 +56,9 @@ class Settings:
     snapshot_interval: float = 2.0
     #: Faust table store: ``rocksdb://`` on disk for workers, ``memory://`` in tests.
     store: str = "rocksdb://"
-    #: Rebalance timeout; every group join waits this long on the embedded broker.
+    #: Rebalance timeout (Faust's ``broker_rebalance_timeout``); the session timeout is twice it, at
+    #: least 10 s. The embedded broker holds a join for half the session timeout, not for this
+    #: (measured: docs/performance.md, "Where a restart's 11–13 s go").
     rebalance_timeout: float = 5.0
     app_id: str = "lienthong"
     log_level: str = "INFO"
