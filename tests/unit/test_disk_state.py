@@ -126,6 +126,18 @@ def test_memory_holds_no_more_subjects_than_the_cache_allows(tmp_path):
     assert all(len(store.cache) <= 50 for name, store in state.stores.items() if name != "meta")
 
 
+def test_looking_up_absent_keys_leaves_a_stores_cache_to_the_values_it_holds(tmp_path: Path) -> None:
+    state = DiskPartitionState(0, PartitionDB(tmp_path / "p0"), cache_entries=10, stores=("flags",))
+    flags = state.stores["flags"]
+    flags["open"] = {"status": "OPEN"}
+    assert all(flags.get(f"absent-{i}") is None for i in range(100))
+    assert "absent-1" not in flags
+    assert flags.cache == {"open": {"status": "OPEN"}}  # type: ignore[attr-defined]
+    del flags["open"]
+    assert flags.get("open") is None and "open" not in flags  # a deletion is remembered as one
+    state.db.close()
+
+
 def test_a_disk_state_keeps_its_counters_on_disk_and_only_the_recent_ones_in_memory(tmp_path: Path) -> None:
     state = DiskPartitionState(0, PartitionDB(tmp_path / "p0"), cache_entries=1)
     state.apply(Delta(0, "t", 0, inc={f"m|w|2024-06-{d:02d}": d for d in range(1, 31)}))
